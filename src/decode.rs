@@ -1,0 +1,755 @@
+//! Decoding of one input value into a typed [`Event`], with the invalid-input
+//! checks of contract section 6 in their order: `too_large`, `malformed`,
+//! `unknown_type`, `missing_field`, `bad_value`. (`key_mismatch` and
+//! `wrong_partition` need the Kafka message and live in [`crate::core`].)
+//!
+//! Parsing is one pass of serde_json over the value into a fixed table of the
+//! fields the contract names, each captured as a borrowed [`Raw`] JSON value;
+//! unknown fields are skipped without being built. Validation then runs over
+//! the table, so the check order does not depend on the order of the keys in
+//! the input. A key given twice keeps its last value, as in JavaScript.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::config::parse_timezone;
+use crate::event::{
+    Body, CampaignDefinition, CampaignUpsert, Event, EventType, IssueRequest, RedeemRequest,
+    ReleaseRequest, SellerUpdate,
+};
+use crate::id::{ID_BYTES_MAX, INT_MAX, is_valid_id};
+use crate::reason::InvalidReason;
+
+/// Why a value is invalid, with a human-readable `detail` for the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: InvalidReason,
+    pub detail: String,
+}
+
+impl Invalid {
+    pub fn new(reason: InvalidReason, detail: impl Into<String>) -> Invalid {
+        Invalid {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Decodes and validates one input value.
+pub fn decode(value: &[u8], max_event_bytes: usize) -> Result<Event<'_>, Invalid> {
+    if value.len() > max_event_bytes {
+        return Err(Invalid::new(
+            InvalidReason::TooLarge,
+            format!("value is longer than the limit of {max_event_bytes} bytes"),
+        ));
+    }
+    let raw: RawEvent<'_> = serde_json::from_slice(value).map_err(|e| {
+        Invalid::new(
+            InvalidReason::Malformed,
+            format!("not a UTF-8 JSON object: {e}"),
+        )
+    })?;
+    raw.validate()
+}
+
+/// The fields the contract names. Their position in [`Field::ALL`] is their
+/// slot in [`RawEvent::fields`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Type,
+    EventId,
+    Ts,
+    SellerId,
+    DailyIssueLimit,
+    MaxRecipients,
+    Timezone,
+    CampaignId,
+    Budget,
+    ValidFrom,
+    ValidUntil,
+    DiscountCents,
+    MinOrderCents,
+    PerUserLimit,
+    IssueFrom,
+    IssueUntil,
+    TtlMs,
+    DiscountBudgetCents,
+    Active,
+    UserIds,
+    CouponId,
+    UserId,
+    OrderId,
+    OrderCents,
+}
+
+const FIELD_COUNT: usize = 24;
+
+impl Field {
+    #[cfg(test)]
+    const ALL: [Field; FIELD_COUNT] = [
+        Field::Type,
+        Field::EventId,
+        Field::Ts,
+        Field::SellerId,
+        Field::DailyIssueLimit,
+        Field::MaxRecipients,
+        Field::Timezone,
+        Field::CampaignId,
+        Field::Budget,
+        Field::ValidFrom,
+        Field::ValidUntil,
+        Field::DiscountCents,
+        Field::MinOrderCents,
+        Field::PerUserLimit,
+        Field::IssueFrom,
+        Field::IssueUntil,
+        Field::TtlMs,
+        Field::DiscountBudgetCents,
+        Field::Active,
+        Field::UserIds,
+        Field::CouponId,
+        Field::UserId,
+        Field::OrderId,
+        Field::OrderCents,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Type => "type",
+            Field::EventId => "event_id",
+            Field::Ts => "ts",
+            Field::SellerId => "seller_id",
+            Field::DailyIssueLimit => "daily_issue_limit",
+            Field::MaxRecipients => "max_recipients",
+            Field::Timezone => "timezone",
+            Field::CampaignId => "campaign_id",
+            Field::Budget => "budget",
+            Field::ValidFrom => "valid_from",
+            Field::ValidUntil => "valid_until",
+            Field::DiscountCents => "discount_cents",
+            Field::MinOrderCents => "min_order_cents",
+            Field::PerUserLimit => "per_user_limit",
+            Field::IssueFrom => "issue_from",
+            Field::IssueUntil => "issue_until",
+            Field::TtlMs => "ttl_ms",
+            Field::DiscountBudgetCents => "discount_budget_cents",
+            Field::Active => "active",
+            Field::UserIds => "user_ids",
+            Field::CouponId => "coupon_id",
+            Field::UserId => "user_id",
+            Field::OrderId => "order_id",
+            Field::OrderCents => "order_cents",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Field> {
+        Some(match name {
+            "type" => Field::Type,
+            "event_id" => Field::EventId,
+            "ts" => Field::Ts,
+            "seller_id" => Field::SellerId,
+            "daily_issue_limit" => Field::DailyIssueLimit,
+            "max_recipients" => Field::MaxRecipients,
+            "timezone" => Field::Timezone,
+            "campaign_id" => Field::CampaignId,
+            "budget" => Field::Budget,
+            "valid_from" => Field::ValidFrom,
+            "valid_until" => Field::ValidUntil,
+            "discount_cents" => Field::DiscountCents,
+            "min_order_cents" => Field::MinOrderCents,
+            "per_user_limit" => Field::PerUserLimit,
+            "issue_from" => Field::IssueFrom,
+            "issue_until" => Field::IssueUntil,
+            "ttl_ms" => Field::TtlMs,
+            "discount_budget_cents" => Field::DiscountBudgetCents,
+            "active" => Field::Active,
+            "user_ids" => Field::UserIds,
+            "coupon_id" => Field::CouponId,
+            "user_id" => Field::UserId,
+            "order_id" => Field::OrderId,
+            "order_cents" => Field::OrderCents,
+            _ => return None,
+        })
+    }
+
+    /// Fields every event must carry, after `type` (section 2).
+    const COMMON_REQUIRED: [Field; 3] = [Field::EventId, Field::Ts, Field::SellerId];
+
+    /// Fields an event of this type must carry besides the common ones.
+    fn required_for(event_type: EventType) -> &'static [Field] {
+        match event_type {
+            EventType::Seller => &[],
+            EventType::Campaign => &[
+                Field::CampaignId,
+                Field::Budget,
+                Field::ValidFrom,
+                Field::ValidUntil,
+                Field::DiscountCents,
+            ],
+            EventType::Issue => &[Field::CampaignId, Field::UserIds],
+            EventType::Redeem => &[
+                Field::CouponId,
+                Field::UserId,
+                Field::OrderId,
+                Field::OrderCents,
+            ],
+            EventType::Release => &[Field::CouponId, Field::OrderId],
+        }
+    }
+}
+
+/// One JSON value as captured from the input, before validation. JSON `null`
+/// is captured as [`Raw::Absent`]: the contract treats both alike.
+#[derive(Debug, Default)]
+enum Raw<'a> {
+    #[default]
+    Absent,
+    Bool(bool),
+    /// A non-negative integer that fits in u64.
+    UInt(u64),
+    /// Any other number: negative, fractional, exponent or too large.
+    OtherNumber,
+    Str(Cow<'a, str>),
+    Array(Vec<Raw<'a>>),
+    Object,
+}
+
+impl Raw<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Raw::Absent => "null",
+            Raw::Bool(_) => "a boolean",
+            Raw::UInt(_) | Raw::OtherNumber => "a number",
+            Raw::Str(_) => "a string",
+            Raw::Array(_) => "an array",
+            Raw::Object => "an object",
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Absent)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Absent)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw<'de>, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw<'de>, E> {
+        Ok(Raw::UInt(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw<'de>, E> {
+        Ok(u64::try_from(v).map_or(Raw::OtherNumber, Raw::UInt))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Raw<'de>, E> {
+        Ok(Raw::OtherNumber)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+        while let Some(item) = seq.next_element::<Raw<'de>>()? {
+            items.push(item);
+        }
+        Ok(Raw::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Object)
+    }
+}
+
+/// A map key: one of the contract's fields, or `None` for an unknown one.
+struct FieldKey(Option<Field>);
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = FieldKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
+                Ok(FieldKey(Field::from_name(v)))
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// The captured fields of one JSON object.
+struct RawEvent<'a> {
+    fields: [Raw<'a>; FIELD_COUNT],
+}
+
+impl<'de> Deserialize<'de> for RawEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
+                let mut fields: [Raw<'de>; FIELD_COUNT] = Default::default();
+                while let Some(FieldKey(field)) = map.next_key::<FieldKey>()? {
+                    match field {
+                        Some(field) => fields[field as usize] = map.next_value::<Raw<'de>>()?,
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawEvent { fields })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+fn bad_value(field: Field, expected: &str, got: &Raw<'_>) -> Invalid {
+    Invalid::new(
+        InvalidReason::BadValue,
+        format!("`{}` must be {expected}, got {}", field.name(), got.kind()),
+    )
+}
+
+const INT_EXPECTED: &str = "an integer in 0..=2^53-1";
+const ID_EXPECTED: &str = "a string of 1 to 128 bytes";
+
+impl<'a> RawEvent<'a> {
+    fn take(&mut self, field: Field) -> Raw<'a> {
+        std::mem::take(&mut self.fields[field as usize])
+    }
+
+    fn is_absent(&self, field: Field) -> bool {
+        matches!(self.fields[field as usize], Raw::Absent)
+    }
+
+    fn validate(mut self) -> Result<Event<'a>, Invalid> {
+        let event_type = match &self.fields[Field::Type as usize] {
+            Raw::Str(s) => EventType::parse(s).ok_or_else(|| {
+                Invalid::new(
+                    InvalidReason::UnknownType,
+                    format!("`type` {s:?} is not one of seller, campaign, issue, redeem, release"),
+                )
+            })?,
+            Raw::Absent => {
+                return Err(Invalid::new(
+                    InvalidReason::UnknownType,
+                    "`type` is absent or null",
+                ));
+            }
+            other => {
+                return Err(Invalid::new(
+                    InvalidReason::UnknownType,
+                    format!("`type` must be a string, got {}", other.kind()),
+                ));
+            }
+        };
+        let required = Field::COMMON_REQUIRED
+            .iter()
+            .chain(Field::required_for(event_type));
+        for &field in required {
+            if self.is_absent(field) {
+                return Err(Invalid::new(
+                    InvalidReason::MissingField,
+                    format!(
+                        "required field `{}` of a {} event is absent or null",
+                        field.name(),
+                        event_type.as_str()
+                    ),
+                ));
+            }
+        }
+
+        let event_id = self.id(Field::EventId)?;
+        let ts = self.int(Field::Ts)?;
+        let seller_id = self.id(Field::SellerId)?;
+        let body = match event_type {
+            EventType::Seller => Body::Seller(self.seller()?),
+            EventType::Campaign => Body::Campaign(self.campaign()?),
+            EventType::Issue => Body::Issue(IssueRequest {
+                campaign_id: self.id(Field::CampaignId)?,
+                user_ids: self.user_ids()?,
+            }),
+            EventType::Redeem => Body::Redeem(RedeemRequest {
+                coupon_id: self.id(Field::CouponId)?,
+                user_id: self.id(Field::UserId)?,
+                order_id: self.id(Field::OrderId)?,
+                order_cents: self.int(Field::OrderCents)?,
+            }),
+            EventType::Release => Body::Release(ReleaseRequest {
+                coupon_id: self.id(Field::CouponId)?,
+                order_id: self.id(Field::OrderId)?,
+            }),
+        };
+        Ok(Event {
+            event_id,
+            ts,
+            seller_id,
+            body,
+        })
+    }
+
+    /// A present id field.
+    fn id(&mut self, field: Field) -> Result<Cow<'a, str>, Invalid> {
+        match self.take(field) {
+            Raw::Str(s) if is_valid_id(&s) => Ok(s),
+            Raw::Str(s) => Err(Invalid::new(
+                InvalidReason::BadValue,
+                format!(
+                    "`{}` must be 1 to {ID_BYTES_MAX} bytes, got {}",
+                    field.name(),
+                    s.len()
+                ),
+            )),
+            other => Err(bad_value(field, ID_EXPECTED, &other)),
+        }
+    }
+
+    /// A present integer field.
+    fn int(&mut self, field: Field) -> Result<u64, Invalid> {
+        self.opt_int(field)?
+            .ok_or_else(|| bad_value(field, INT_EXPECTED, &Raw::Absent))
+    }
+
+    /// An optional integer field.
+    fn opt_int(&mut self, field: Field) -> Result<Option<u64>, Invalid> {
+        match self.take(field) {
+            Raw::Absent => Ok(None),
+            Raw::UInt(v) if v <= INT_MAX => Ok(Some(v)),
+            Raw::UInt(_) => Err(Invalid::new(
+                InvalidReason::BadValue,
+                format!("`{}` is larger than 2^53-1", field.name()),
+            )),
+            other => Err(bad_value(field, INT_EXPECTED, &other)),
+        }
+    }
+
+    fn seller(&mut self) -> Result<SellerUpdate, Invalid> {
+        let daily_issue_limit = self.opt_int(Field::DailyIssueLimit)?;
+        let max_recipients = self.opt_int(Field::MaxRecipients)?;
+        if max_recipients == Some(0) {
+            return Err(Invalid::new(
+                InvalidReason::BadValue,
+                "`max_recipients` must be at least 1",
+            ));
+        }
+        let timezone =
+            match self.take(Field::Timezone) {
+                Raw::Absent => None,
+                Raw::Str(name) => Some(parse_timezone(&name).map_err(|e| {
+                    Invalid::new(InvalidReason::BadValue, format!("`timezone`: {e}"))
+                })?),
+                other => return Err(bad_value(Field::Timezone, "an IANA time zone name", &other)),
+            };
+        Ok(SellerUpdate {
+            daily_issue_limit,
+            max_recipients,
+            timezone,
+        })
+    }
+
+    fn campaign(&mut self) -> Result<CampaignUpsert<'a>, Invalid> {
+        let campaign_id = self.id(Field::CampaignId)?;
+        let budget = self.int(Field::Budget)?;
+        let valid_from = self.int(Field::ValidFrom)?;
+        let valid_until = self.int(Field::ValidUntil)?;
+        let discount_cents = self.int(Field::DiscountCents)?;
+        let min_order_cents = self.opt_int(Field::MinOrderCents)?.unwrap_or(0);
+        let per_user_limit = self.opt_int(Field::PerUserLimit)?.unwrap_or(1);
+        let issue_from = self.opt_int(Field::IssueFrom)?.unwrap_or(valid_from);
+        let issue_until = self.opt_int(Field::IssueUntil)?.unwrap_or(valid_until);
+        let ttl_ms = self.opt_int(Field::TtlMs)?;
+        let discount_budget_cents = self.opt_int(Field::DiscountBudgetCents)?;
+        let active = match self.take(Field::Active) {
+            Raw::Absent => true,
+            Raw::Bool(b) => b,
+            other => return Err(bad_value(Field::Active, "a boolean", &other)),
+        };
+        if valid_from > valid_until {
+            return Err(Invalid::new(
+                InvalidReason::BadValue,
+                format!("`valid_from` {valid_from} is after `valid_until` {valid_until}"),
+            ));
+        }
+        // Checked on the effective window, defaults included: an issuance
+        // window that can never open is a mistake whichever end was given.
+        if issue_from > issue_until {
+            return Err(Invalid::new(
+                InvalidReason::BadValue,
+                format!(
+                    "issuance window is empty: `issue_from` {issue_from} is after `issue_until` {issue_until}"
+                ),
+            ));
+        }
+        Ok(CampaignUpsert {
+            campaign_id,
+            definition: CampaignDefinition {
+                budget,
+                valid_from,
+                valid_until,
+                discount_cents,
+                min_order_cents,
+                per_user_limit,
+                issue_from,
+                issue_until,
+                ttl_ms,
+                discount_budget_cents,
+                active,
+            },
+        })
+    }
+
+    fn user_ids(&mut self) -> Result<Vec<Cow<'a, str>>, Invalid> {
+        let items = match self.take(Field::UserIds) {
+            Raw::Array(items) => items,
+            other => return Err(bad_value(Field::UserIds, "an array of ids", &other)),
+        };
+        if items.is_empty() {
+            return Err(Invalid::new(
+                InvalidReason::BadValue,
+                "`user_ids` must hold at least one id",
+            ));
+        }
+        let mut ids = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Raw::Str(s) if is_valid_id(&s) => ids.push(s),
+                other => {
+                    return Err(Invalid::new(
+                        InvalidReason::BadValue,
+                        format!(
+                            "`user_ids[{i}]` must be {ID_EXPECTED}, got {}",
+                            match &other {
+                                Raw::Str(s) => format!("{} bytes", s.len()),
+                                other => other.kind().to_owned(),
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(value: &str) -> InvalidReason {
+        decode(value.as_bytes(), 65_536).unwrap_err().reason
+    }
+
+    const REDEEM: &str = r#"{"type":"redeem","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100}"#;
+
+    #[test]
+    fn decodes_every_type() {
+        let ev = decode(REDEEM.as_bytes(), 65_536).unwrap();
+        assert_eq!(ev.event_type(), EventType::Redeem);
+        assert_eq!(ev.ts, 5);
+        assert!(matches!(ev.event_id, Cow::Borrowed("e")));
+        let ev = decode(
+            br#"{"type":"campaign","event_id":"e","ts":1,"seller_id":"s","campaign_id":"c","budget":3,"valid_from":10,"valid_until":20,"discount_cents":5,"extra":{"a":[1,2]}}"#,
+            65_536,
+        )
+        .unwrap();
+        let Body::Campaign(c) = ev.body else { panic!() };
+        assert_eq!(c.definition.issue_from, 10);
+        assert_eq!(c.definition.issue_until, 20);
+        assert_eq!(c.definition.per_user_limit, 1);
+        assert!(c.definition.active);
+        assert_eq!(c.definition.ttl_ms, None);
+        let ev = decode(
+            br#"{"type":"seller","event_id":"e","ts":1,"seller_id":"s","timezone":"America/New_York","max_recipients":null}"#,
+            65_536,
+        )
+        .unwrap();
+        assert_eq!(
+            ev.body,
+            Body::Seller(SellerUpdate {
+                daily_issue_limit: None,
+                max_recipients: None,
+                timezone: Some(chrono_tz::America::New_York)
+            })
+        );
+        let ev = decode(
+            br#"{"type":"issue","event_id":"e","ts":1,"seller_id":"s\u00e9","campaign_id":"c","user_ids":["a","a","b"]}"#,
+            65_536,
+        )
+        .unwrap();
+        assert_eq!(ev.seller_id, "sé");
+        let Body::Issue(i) = ev.body else { panic!() };
+        assert_eq!(i.user_ids, vec!["a", "a", "b"]);
+    }
+
+    #[test]
+    fn size_is_checked_first() {
+        let v = REDEEM.as_bytes();
+        assert_eq!(
+            decode(v, v.len() - 1).unwrap_err().reason,
+            InvalidReason::TooLarge
+        );
+        assert!(decode(v, v.len()).is_ok());
+        assert_eq!(
+            decode(b"not json at all", 3).unwrap_err().reason,
+            InvalidReason::TooLarge
+        );
+    }
+
+    #[test]
+    fn malformed_values() {
+        for v in [
+            "",
+            "not json",
+            "[1,2,3]",
+            "\"s\"",
+            "1",
+            "null",
+            "{\"type\":\"redeem\",",
+            "{} x",
+            "{\"type\":\"\\ud800\"}",
+        ] {
+            assert_eq!(reason(v), InvalidReason::Malformed, "{v}");
+        }
+        assert_eq!(
+            decode(b"\xff\xfe not utf8", 100).unwrap_err().reason,
+            InvalidReason::Malformed
+        );
+        assert_eq!(
+            decode(b"{\"type\":\"a\xffb\"}", 100).unwrap_err().reason,
+            InvalidReason::Malformed
+        );
+        let deep = "[".repeat(10_000);
+        assert_eq!(reason(&format!("{{\"x\":{deep}")), InvalidReason::Malformed);
+    }
+
+    #[test]
+    fn unknown_types() {
+        for v in [
+            r#"{}"#,
+            r#"{"type":"refund"}"#,
+            r#"{"type":5}"#,
+            r#"{"type":null}"#,
+            r#"{"type":"Redeem"}"#,
+        ] {
+            assert_eq!(reason(v), InvalidReason::UnknownType, "{v}");
+        }
+    }
+
+    #[test]
+    fn missing_fields_come_before_bad_values() {
+        assert_eq!(
+            reason(r#"{"type":"redeem","event_id":"z","ts":1,"seller_id":"s"}"#),
+            InvalidReason::MissingField
+        );
+        // A bad `ts` does not hide a missing `order_cents`.
+        assert_eq!(
+            reason(
+                r#"{"type":"redeem","event_id":"z","ts":-1,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o"}"#
+            ),
+            InvalidReason::MissingField
+        );
+        assert_eq!(
+            reason(
+                r#"{"type":"release","event_id":"z","ts":1,"seller_id":null,"coupon_id":"c:1","order_id":"o"}"#
+            ),
+            InvalidReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"seller","event_id":"z","seller_id":"s"}"#),
+            InvalidReason::MissingField
+        );
+        assert_eq!(
+            reason(r#"{"type":"issue","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c"}"#),
+            InvalidReason::MissingField
+        );
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases = [
+            r#"{"type":"seller","event_id":"z","ts":true,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":9007199254740992,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":1.5,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":1e3,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":-1,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":"1","seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":99999999999999999999999,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"","ts":1,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":7,"ts":1,"seller_id":"s"}"#,
+            r#"{"type":"seller","event_id":"z","ts":1,"seller_id":"s","timezone":"Mars/Olympus"}"#,
+            r#"{"type":"seller","event_id":"z","ts":1,"seller_id":"s","timezone":5}"#,
+            r#"{"type":"seller","event_id":"z","ts":1,"seller_id":"s","max_recipients":0}"#,
+            r#"{"type":"seller","event_id":"z","ts":1,"seller_id":"s","daily_issue_limit":-3}"#,
+            r#"{"type":"campaign","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","budget":1,"valid_from":10,"valid_until":5,"discount_cents":1}"#,
+            r#"{"type":"campaign","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","budget":1,"valid_from":1,"valid_until":5,"discount_cents":1,"issue_from":4,"issue_until":3}"#,
+            r#"{"type":"campaign","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","budget":1,"valid_from":1,"valid_until":5,"discount_cents":1,"issue_from":6}"#,
+            r#"{"type":"campaign","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","budget":1,"valid_from":1,"valid_until":5,"discount_cents":1,"active":"yes"}"#,
+            r#"{"type":"campaign","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","budget":[1],"valid_from":1,"valid_until":5,"discount_cents":1}"#,
+            r#"{"type":"issue","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","user_ids":[]}"#,
+            r#"{"type":"issue","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","user_ids":"u"}"#,
+            r#"{"type":"issue","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","user_ids":["u",null]}"#,
+            r#"{"type":"issue","event_id":"z","ts":1,"seller_id":"s","campaign_id":"c","user_ids":["u",""]}"#,
+            r#"{"type":"redeem","event_id":"z","ts":1,"seller_id":"s","coupon_id":"x:1","user_id":"u","order_id":"o","order_cents":-1}"#,
+            r#"{"type":"redeem","event_id":"z","ts":1,"seller_id":"s","coupon_id":"x:1","user_id":{},"order_id":"o","order_cents":1}"#,
+        ];
+        for v in cases {
+            assert_eq!(reason(v), InvalidReason::BadValue, "{v}");
+        }
+        let long = "u".repeat(129);
+        let v = format!(
+            r#"{{"type":"release","event_id":"z","ts":1,"seller_id":"s","coupon_id":"x:1","order_id":"{long}"}}"#
+        );
+        assert_eq!(reason(&v), InvalidReason::BadValue);
+    }
+
+    #[test]
+    fn fields_of_other_types_and_unknown_fields_are_ignored() {
+        let v = r#"{"type":"release","event_id":"z","ts":1,"seller_id":"s","coupon_id":"x:1","order_id":"o","budget":"lots","user_ids":7,"new":[{}]}"#;
+        assert!(decode(v.as_bytes(), 65_536).is_ok());
+    }
+
+    #[test]
+    fn field_names_round_trip() {
+        for (i, f) in Field::ALL.iter().enumerate() {
+            assert_eq!(*f as usize, i);
+            assert_eq!(Field::from_name(f.name()), Some(*f));
+        }
+    }
+
+    #[test]
+    fn last_duplicate_key_wins() {
+        let v = r#"{"type":"release","event_id":"z","ts":"x","ts":3,"seller_id":"s","coupon_id":"x:1","order_id":"o"}"#;
+        assert_eq!(decode(v.as_bytes(), 65_536).unwrap().ts, 3);
+    }
+}

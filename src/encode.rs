@@ -1,0 +1,218 @@
+//! JSON encoding of a [`Decision`], written by hand into a reused buffer:
+//! fields in the contract's order, absent fields omitted (the contract
+//! treats absent and `null` alike), compact, and byte-identical for the same
+//! decision so that a replay reproduces its output exactly.
+
+use crate::decision::{Decision, Source};
+use crate::event::{Body, Event};
+use crate::state::{Ruling, UserResult};
+
+/// Appends the JSON object of `decision` to `out` (no newline).
+pub fn encode_decision(decision: &Decision<'_>, out: &mut Vec<u8>) {
+    match *decision {
+        Decision::Invalid { source, invalid } => {
+            out.extend_from_slice(b"{\"outcome\":\"invalid\",\"reason\":\"");
+            out.extend_from_slice(invalid.reason.as_str().as_bytes());
+            out.extend_from_slice(b"\",");
+            source_field(out, source);
+            out.extend_from_slice(b",\"detail\":");
+            string(out, &invalid.detail);
+            out.push(b'}');
+        }
+        Decision::Duplicate { source, event } => {
+            header(out, event);
+            out.extend_from_slice(b",\"outcome\":\"duplicate\",");
+            source_field(out, source);
+            out.push(b'}');
+        }
+        Decision::Ruled {
+            source,
+            event,
+            ruling,
+            issue_results,
+        } => {
+            header(out, event);
+            out.extend_from_slice(b",\"outcome\":\"");
+            out.extend_from_slice(decision.outcome().as_str().as_bytes());
+            out.push(b'"');
+            if let Some(reason) = decision.reason() {
+                out.extend_from_slice(b",\"reason\":\"");
+                out.extend_from_slice(reason.as_str().as_bytes());
+                out.push(b'"');
+            }
+            out.push(b',');
+            source_field(out, source);
+            body(out, event, ruling, issue_results);
+            out.push(b'}');
+        }
+    }
+}
+
+fn header(out: &mut Vec<u8>, event: &Event<'_>) {
+    out.extend_from_slice(b"{\"event_id\":");
+    string(out, &event.event_id);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(event.event_type().as_str().as_bytes());
+    out.extend_from_slice(b"\",\"seller_id\":");
+    string(out, &event.seller_id);
+    out.extend_from_slice(b",\"ts\":");
+    uint(out, event.ts);
+}
+
+fn source_field(out: &mut Vec<u8>, source: Source) {
+    out.extend_from_slice(b"\"source\":{\"partition\":");
+    out.extend_from_slice(itoa::Buffer::new().format(source.partition).as_bytes());
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(itoa::Buffer::new().format(source.offset).as_bytes());
+    out.push(b'}');
+}
+
+fn body(out: &mut Vec<u8>, event: &Event<'_>, ruling: Ruling, issue_results: &[UserResult]) {
+    match &event.body {
+        Body::Seller(_) => {}
+        Body::Campaign(c) => {
+            out.extend_from_slice(b",\"campaign_id\":");
+            string(out, &c.campaign_id);
+        }
+        Body::Issue(issue) => {
+            out.extend_from_slice(b",\"campaign_id\":");
+            string(out, &issue.campaign_id);
+            out.extend_from_slice(b",\"results\":[");
+            for (i, (user_id, result)) in issue.user_ids.iter().zip(issue_results).enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"user_id\":");
+                string(out, user_id);
+                match *result {
+                    UserResult::Issued { serial, expires_at } => {
+                        out.extend_from_slice(b",\"outcome\":\"issued\",\"coupon_id\":");
+                        coupon_id(out, &issue.campaign_id, serial);
+                        out.extend_from_slice(b",\"expires_at\":");
+                        uint(out, expires_at);
+                    }
+                    UserResult::Rejected(reason) => {
+                        out.extend_from_slice(b",\"outcome\":\"rejected\",\"reason\":\"");
+                        out.extend_from_slice(reason.as_str().as_bytes());
+                        out.push(b'"');
+                    }
+                }
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Body::Redeem(r) => {
+            out.extend_from_slice(b",\"coupon_id\":");
+            string(out, &r.coupon_id);
+            out.extend_from_slice(b",\"order_id\":");
+            string(out, &r.order_id);
+            out.extend_from_slice(b",\"user_id\":");
+            string(out, &r.user_id);
+            if let Ruling::Redeemed {
+                discount_cents,
+                duplicate,
+            } = ruling
+            {
+                out.extend_from_slice(b",\"discount_cents\":");
+                uint(out, discount_cents);
+                out.extend_from_slice(if duplicate {
+                    b",\"duplicate\":true"
+                } else {
+                    b",\"duplicate\":false"
+                });
+            }
+        }
+        Body::Release(r) => {
+            out.extend_from_slice(b",\"coupon_id\":");
+            string(out, &r.coupon_id);
+            out.extend_from_slice(b",\"order_id\":");
+            string(out, &r.order_id);
+            if let Ruling::Released { discount_cents } = ruling {
+                out.extend_from_slice(b",\"discount_cents\":");
+                uint(out, discount_cents);
+            }
+        }
+    }
+}
+
+fn coupon_id(out: &mut Vec<u8>, campaign_id: &str, serial: u64) {
+    out.push(b'"');
+    escaped(out, campaign_id);
+    out.push(b':');
+    out.extend_from_slice(itoa::Buffer::new().format(serial).as_bytes());
+    out.push(b'"');
+}
+
+fn uint(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Writes `s` as a JSON string.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    escaped(out, s);
+    out.push(b'"');
+}
+
+/// Bytes that must be escaped inside a JSON string.
+const fn needs_escape_table() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+}
+static NEEDS_ESCAPE: [bool; 256] = needs_escape_table();
+
+fn escaped(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !NEEDS_ESCAPE[b as usize] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_round_trip_through_a_json_parser() {
+        for s in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{1f}",
+            "店 é 😀",
+            "",
+        ] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! [`Interner`]: maps strings such as user and order ids to dense `u32`
+//! handles, so state refers to a user with 4 bytes instead of a heap string.
+//!
+//! Layout, chosen for tens of millions of ids per partition: the bytes of all
+//! strings sit back to back in fixed-size chunks (no reallocation copies and
+//! at most one partly filled chunk), each id has one packed `u64` span, and
+//! the hash table holds only the 4-byte handle; hashes are recomputed from
+//! the bytes when the table grows instead of being stored.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use crate::id::ID_BYTES_MAX;
+
+/// Bytes per arena chunk. Every interned string fits in one chunk.
+const CHUNK_BYTES: usize = 1 << 20;
+const _: () = assert!(ID_BYTES_MAX < CHUNK_BYTES);
+
+/// Most strings one interner holds: handles are `u32`.
+pub const INTERNED_MAX: usize = u32::MAX as usize;
+
+/// A span packs `chunk << 32 | offset << 8 | len`.
+const LEN_BITS: u32 = 8;
+const _: () = assert!(ID_BYTES_MAX < (1 << LEN_BITS));
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InternError {
+    #[error("string of {0} bytes is longer than the {ID_BYTES_MAX}-byte id limit")]
+    TooLong(usize),
+    #[error("interner is full ({INTERNED_MAX} strings)")]
+    Full,
+}
+
+#[derive(Default)]
+pub struct Interner {
+    table: HashTable<u32>,
+    spans: Vec<u64>,
+    chunks: Vec<Vec<u8>>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Interner {
+    pub fn new() -> Interner {
+        Interner::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The handle of `s`, if it was interned.
+    pub fn get(&self, s: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(s.as_bytes());
+        self.table
+            .find(hash, |&id| self.bytes(id) == s.as_bytes())
+            .copied()
+    }
+
+    /// The handle of `s`, interning it if new.
+    pub fn intern(&mut self, s: &str) -> Result<u32, InternError> {
+        let bytes = s.as_bytes();
+        if bytes.len() > ID_BYTES_MAX {
+            return Err(InternError::TooLong(bytes.len()));
+        }
+        let hash = self.hasher.hash_one(bytes);
+        if let Some(&id) = self.table.find(hash, |&id| self.bytes(id) == bytes) {
+            return Ok(id);
+        }
+        if self.spans.len() >= INTERNED_MAX {
+            return Err(InternError::Full);
+        }
+        let id = self.spans.len() as u32;
+        let span = self.push_bytes(bytes);
+        self.spans.push(span);
+        let Interner {
+            table,
+            spans,
+            chunks,
+            hasher,
+        } = self;
+        table.insert_unique(hash, id, |&other| {
+            hasher.hash_one(span_bytes(chunks, spans[other as usize]))
+        });
+        Ok(id)
+    }
+
+    /// The string behind a handle this interner returned.
+    ///
+    /// # Panics
+    /// On a handle this interner never returned, which is a bug in the caller.
+    pub fn resolve(&self, id: u32) -> &str {
+        let bytes = self.bytes(id);
+        // The bytes were copied from a `&str` in `intern`.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+
+    fn bytes(&self, id: u32) -> &[u8] {
+        span_bytes(&self.chunks, self.spans[id as usize])
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> u64 {
+        let needs_chunk = match self.chunks.last() {
+            Some(chunk) => chunk.len() + bytes.len() > CHUNK_BYTES,
+            None => true,
+        };
+        if needs_chunk {
+            self.chunks.push(Vec::with_capacity(CHUNK_BYTES));
+        }
+        let chunk_index = self.chunks.len() - 1;
+        let chunk = &mut self.chunks[chunk_index];
+        let offset = chunk.len();
+        chunk.extend_from_slice(bytes);
+        ((chunk_index as u64) << 32) | ((offset as u64) << LEN_BITS) | bytes.len() as u64
+    }
+
+    /// Heap bytes held, by capacity.
+    pub fn heap_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.spans.capacity() * std::mem::size_of::<u64>()
+            + self.chunks.iter().map(Vec::capacity).sum::<usize>()
+    }
+}
+
+fn span_bytes(chunks: &[Vec<u8>], span: u64) -> &[u8] {
+    let chunk = (span >> 32) as usize;
+    let offset = ((span as u32) >> LEN_BITS) as usize;
+    let len = (span & ((1 << LEN_BITS) - 1)) as usize;
+    &chunks[chunk][offset..offset + len]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_and_resolves() {
+        let mut i = Interner::new();
+        let a = i.intern("alice").unwrap();
+        let b = i.intern("bob").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(i.intern("alice").unwrap(), a);
+        assert_eq!(i.get("bob"), Some(b));
+        assert_eq!(i.get("carol"), None);
+        assert_eq!(i.resolve(a), "alice");
+        assert_eq!(i.resolve(b), "bob");
+        assert_eq!(i.len(), 2);
+        assert_eq!(i.intern(&"x".repeat(129)), Err(InternError::TooLong(129)));
+    }
+
+    #[test]
+    fn survives_growth_across_chunks() {
+        let mut i = Interner::new();
+        let n = 40_000;
+        let ids: Vec<u32> = (0..n)
+            .map(|k| i.intern(&format!("user-{k:0>100}")).unwrap())
+            .collect();
+        assert!(i.chunks.len() > 1);
+        for (k, &id) in ids.iter().enumerate() {
+            let s = format!("user-{k:0>100}");
+            assert_eq!(i.resolve(id), s);
+            assert_eq!(i.get(&s), Some(id));
+        }
+    }
+}

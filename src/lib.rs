@@ -1,0 +1,31 @@
+//! coupon-stream: decides, one event at a time, whether coupons may be issued
+//! and redeemed, under the wire and decision contract in `README.md`.
+//!
+//! The crate is a pure decision core wrapped by thin adapters:
+//!
+//! - [`decode`] turns one input value into a typed [`event::Event`] or an
+//!   invalid-input verdict (contract section 6).
+//! - [`state`] holds one partition's sellers, campaigns and coupons and applies
+//!   the rules of contract section 3 to a valid event.
+//! - [`core`] composes decoding, partitioning checks, duplicate detection
+//!   (section 4), the rules and the decision encoding (section 5) into one
+//!   deterministic step: bytes in, decision bytes out. It has no I/O, no
+//!   clock and no threads.
+//! - [`replay`] is the offline adapter (JSON lines in, decisions out);
+//!   [`workload`] generates contract-valid traffic for tests and benchmarks.
+
+pub mod config;
+pub mod core;
+pub mod decision;
+pub mod decode;
+pub mod dedup;
+pub mod encode;
+pub mod event;
+pub mod id;
+pub mod intern;
+pub mod local_day;
+pub mod partitioner;
+pub mod reason;
+pub mod replay;
+pub mod state;
+pub mod workload;

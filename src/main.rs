@@ -1,0 +1,268 @@
+//! The `coupon-stream` binary: parses flags, wires adapters to the library,
+//! and turns errors into one line on stderr and an exit code (2 for bad
+//! flags and unreadable files, 1 for failures while running).
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+
+use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
+use coupon_stream::core::DecisionCore;
+use coupon_stream::reason::Outcome;
+use coupon_stream::replay::replay;
+use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
+
+/// Decides, from a stream of events, whether coupons may be issued and
+/// redeemed, enforcing every quota and validity window.
+#[derive(Parser, Debug)]
+#[command(name = "coupon-stream", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Decide events offline: one input value per line in, one decision per line out.
+    Replay(ReplayArgs),
+    /// Generate contract-valid coupon traffic as JSON lines.
+    Loadgen(LoadgenArgs),
+}
+
+/// The contract's configuration values, shared by every command that decides.
+#[derive(Args, Debug, Clone)]
+struct CoreArgs {
+    /// Duplicate window in milliseconds of event time (contract section 4).
+    #[arg(long, env = "COUPON_STREAM_DEDUP_WINDOW_MS", default_value_t = 600_000)]
+    dedup_window_ms: u64,
+    /// Largest accepted input value in bytes; longer values are `too_large`.
+    #[arg(long, env = "COUPON_STREAM_MAX_EVENT_BYTES", default_value_t = 65_536)]
+    max_event_bytes: usize,
+    /// Coupons a seller may issue per local day until a `seller` event says otherwise.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_DEFAULT_DAILY_ISSUE_LIMIT",
+        default_value_t = 16_000
+    )]
+    default_daily_issue_limit: u64,
+    /// Most recipients of one `issue` event until a `seller` event says otherwise.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_DEFAULT_MAX_RECIPIENTS",
+        default_value_t = 20
+    )]
+    default_max_recipients: u64,
+    /// IANA time zone where a seller's day starts until a `seller` event says otherwise.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_DEFAULT_TIMEZONE",
+        default_value = "Asia/Shanghai"
+    )]
+    default_timezone: String,
+}
+
+impl CoreArgs {
+    fn to_config(&self) -> anyhow::Result<CoreConfig> {
+        let config = CoreConfig {
+            dedup_window_ms: self.dedup_window_ms,
+            max_event_bytes: self.max_event_bytes,
+            seller_defaults: SellerDefaults {
+                daily_issue_limit: self.default_daily_issue_limit,
+                max_recipients: self.default_max_recipients,
+                timezone: parse_timezone(&self.default_timezone)?,
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Input file of JSON lines; `-` or absent reads standard input.
+    #[arg(long, short, env = "COUPON_STREAM_REPLAY_INPUT")]
+    input: Option<PathBuf>,
+    /// Output file for decisions; `-` or absent writes standard output.
+    #[arg(long, short, env = "COUPON_STREAM_REPLAY_OUTPUT")]
+    output: Option<PathBuf>,
+    /// Print no summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct LoadgenArgs {
+    /// Traffic shape: `steady` (even over sellers) or `flash-sale` (skewed, one hot campaign).
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_PROFILE", value_enum, default_value_t = Profile::Steady)]
+    profile: Profile,
+    /// Number of events to generate, setup events included.
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_EVENTS", default_value_t = 100_000)]
+    events: u64,
+    /// Number of sellers.
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_SELLERS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    sellers: u32,
+    /// Number of distinct users.
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_USERS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    users: u32,
+    /// Seed: the same seed and flags give the same events.
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Fraction of events that repeat a recent event verbatim (0 to 1).
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_DUPLICATE_FRACTION", default_value_t = 0.01, value_parser = parse_fraction)]
+    duplicate_fraction: f64,
+    /// Fraction of events that are invalid values (0 to 1).
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_INVALID_FRACTION", default_value_t = 0.005, value_parser = parse_fraction)]
+    invalid_fraction: f64,
+    /// Write JSON lines to this file (`-` for standard output).
+    #[arg(long, short, env = "COUPON_STREAM_LOADGEN_OUTPUT")]
+    output: PathBuf,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
+}
+
+/// A failure that is the user's to fix before running again: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{} (see --help)", one_line(&e.render().to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Replay(args) => run_replay(args),
+        Command::Loadgen(args) => run_loadgen(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<coupon_stream::config::ConfigError>()
+                    .is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// Folds clap's message (error, indented details, usage) into one line:
+/// the error and its details, without the usage block.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn open_input(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn io::BufRead>> {
+    match path {
+        None => Ok(Box::new(io::stdin().lock())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin().lock())),
+        Some(p) => {
+            let file = File::open(p)
+                .map_err(|e| UsageError(format!("cannot open input {}: {e}", p.display())))?;
+            Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+        }
+    }
+}
+
+fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
+    match path {
+        None => Ok(Box::new(io::stdout().lock())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdout().lock())),
+        Some(p) => {
+            let file = File::create(p)
+                .map_err(|e| UsageError(format!("cannot create output {}: {e}", p.display())))?;
+            Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
+        }
+    }
+}
+
+fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let config = args.core.to_config()?;
+    let input = open_input(&args.input)?;
+    let output = open_output(args.output.as_ref())?;
+    let mut core = DecisionCore::new(config);
+    let started = Instant::now();
+    let tally = replay(&mut core, input, output)?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !args.quiet {
+        let counts: Vec<String> = Outcome::ALL
+            .iter()
+            .filter(|&&o| tally.outcome(o) > 0)
+            .map(|&o| format!("{}={}", o.as_str(), tally.outcome(o)))
+            .collect();
+        let stats = core.stats();
+        eprintln!(
+            "replayed {} messages in {:.3} s ({:.0} msg/s): {}; state: {} coupons, {} campaigns, {} sellers, {} users, {:.1} MiB heap",
+            tally.messages,
+            seconds,
+            tally.messages as f64 / seconds.max(1e-9),
+            counts.join(" "),
+            stats.coupons,
+            stats.campaigns,
+            stats.sellers,
+            stats.users,
+            stats.heap_bytes as f64 / (1 << 20) as f64,
+        );
+    }
+    Ok(())
+}
+
+fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    let mut output = open_output(Some(&args.output))?;
+    let mut workload = Workload::new(WorkloadConfig {
+        profile: args.profile,
+        sellers: args.sellers,
+        users: args.users,
+        seed: args.seed,
+        duplicate_fraction: args.duplicate_fraction,
+        invalid_fraction: args.invalid_fraction,
+    });
+    let started = Instant::now();
+    let mut value = Vec::with_capacity(512);
+    let mut block = Vec::with_capacity(1 << 20);
+    for _ in 0..args.events {
+        workload.next_into(&mut value);
+        block.extend_from_slice(&value);
+        block.push(b'\n');
+        if block.len() >= 1 << 20 {
+            output.write_all(&block)?;
+            block.clear();
+        }
+    }
+    output.write_all(&block)?;
+    output.flush()?;
+    if io::stderr().is_terminal() || args.output.as_os_str() != "-" {
+        eprintln!(
+            "generated {} events in {:.3} s",
+            args.events,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! [`CouponLedger`]: every coupon a campaign has issued, indexed by serial.
+//!
+//! The serial in `campaign:n` is the coupon's position, so a coupon needs no
+//! id of its own and no hash entry: 16 bytes hold its holder (an interned
+//! user), its expiry, and a link to its redemption. Coupons live in chunks of
+//! [`CHUNK_COUPONS`], so a growing campaign never copies its coupons and
+//! wastes at most one partly filled chunk. Redemptions, a minority, sit in a
+//! side table whose slots are recycled on release.
+
+/// Coupons per chunk: 64 KiB of coupons.
+pub const CHUNK_COUPONS: usize = 4096;
+
+/// Most coupons one campaign's ledger holds.
+pub const COUPONS_MAX: u64 = u32::MAX as u64 - 1;
+
+/// No redemption.
+const NOT_REDEEMED: u32 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coupon {
+    /// Interned user id of the holder.
+    pub holder: u32,
+    /// `NOT_REDEEMED`, or 1 + the index of its redemption.
+    redemption: u32,
+    /// Last instant (inclusive, ms) the coupon may be redeemed.
+    pub expires_at: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Coupon>() == 16);
+
+/// An accepted redemption: by which order, for what discount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redemption {
+    /// Interned order id.
+    pub order: u32,
+    pub discount_cents: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct CouponLedger {
+    chunks: Vec<Vec<Coupon>>,
+    len: u64,
+    redemptions: Vec<Redemption>,
+    free_redemptions: Vec<u32>,
+}
+
+impl CouponLedger {
+    /// Coupons issued so far, which is also the last serial.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether another coupon fits.
+    pub fn has_room(&self) -> bool {
+        self.len < COUPONS_MAX
+    }
+
+    /// Appends a coupon; returns its serial (1-based).
+    ///
+    /// # Panics
+    /// If the ledger is full; callers check [`CouponLedger::has_room`].
+    pub fn issue(&mut self, holder: u32, expires_at: u64) -> u64 {
+        assert!(self.has_room(), "coupon ledger full");
+        let coupon = Coupon {
+            holder,
+            redemption: NOT_REDEEMED,
+            expires_at,
+        };
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK_COUPONS => chunk.push(coupon),
+            Some(_) => {
+                let mut chunk = Vec::with_capacity(CHUNK_COUPONS);
+                chunk.push(coupon);
+                self.chunks.push(chunk);
+            }
+            None => self.chunks.push(vec![coupon]),
+        }
+        self.len += 1;
+        self.len
+    }
+
+    /// The coupon with this serial, if issued.
+    pub fn get(&self, serial: u64) -> Option<&Coupon> {
+        if serial == 0 || serial > self.len {
+            return None;
+        }
+        let index = (serial - 1) as usize;
+        self.chunks
+            .get(index / CHUNK_COUPONS)?
+            .get(index % CHUNK_COUPONS)
+    }
+
+    fn get_mut(&mut self, serial: u64) -> Option<&mut Coupon> {
+        if serial == 0 || serial > self.len {
+            return None;
+        }
+        let index = (serial - 1) as usize;
+        self.chunks
+            .get_mut(index / CHUNK_COUPONS)?
+            .get_mut(index % CHUNK_COUPONS)
+    }
+
+    /// The redemption of a coupon, if it is redeemed.
+    pub fn redemption(&self, coupon: &Coupon) -> Option<Redemption> {
+        match coupon.redemption {
+            NOT_REDEEMED => None,
+            slot => self.redemptions.get(slot as usize - 1).copied(),
+        }
+    }
+
+    /// Marks an issued, unredeemed coupon redeemed. Returns false (and
+    /// changes nothing) if the serial is unknown or already redeemed.
+    pub fn redeem(&mut self, serial: u64, redemption: Redemption) -> bool {
+        match self.get(serial) {
+            Some(c) if c.redemption == NOT_REDEEMED => {}
+            _ => return false,
+        }
+        let slot = match self.free_redemptions.pop() {
+            Some(slot) => {
+                self.redemptions[slot as usize] = redemption;
+                slot
+            }
+            None => {
+                self.redemptions.push(redemption);
+                (self.redemptions.len() - 1) as u32
+            }
+        };
+        if let Some(c) = self.get_mut(serial) {
+            c.redemption = slot + 1;
+        }
+        true
+    }
+
+    /// Clears a coupon's redemption; returns what it was.
+    pub fn release(&mut self, serial: u64) -> Option<Redemption> {
+        let coupon = self.get_mut(serial)?;
+        let slot = match coupon.redemption {
+            NOT_REDEEMED => return None,
+            s => s - 1,
+        };
+        coupon.redemption = NOT_REDEEMED;
+        self.free_redemptions.push(slot);
+        self.redemptions.get(slot as usize).copied()
+    }
+
+    /// Coupons currently redeemed.
+    pub fn redeemed_count(&self) -> usize {
+        self.redemptions.len() - self.free_redemptions.len()
+    }
+
+    /// Heap bytes held, by capacity.
+    pub fn heap_bytes(&self) -> usize {
+        self.chunks.capacity() * std::mem::size_of::<Vec<Coupon>>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.capacity() * std::mem::size_of::<Coupon>())
+                .sum::<usize>()
+            + self.redemptions.capacity() * std::mem::size_of::<Redemption>()
+            + self.free_redemptions.capacity() * std::mem::size_of::<u32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_index_coupons_across_chunks() {
+        let mut l = CouponLedger::default();
+        for k in 0..(CHUNK_COUPONS as u64 * 2 + 5) {
+            assert_eq!(l.issue(k as u32, k), k + 1);
+        }
+        assert_eq!(l.get(0), None);
+        assert_eq!(l.get(1).unwrap().holder, 0);
+        let last = l.len();
+        assert_eq!(l.get(last).unwrap().holder as u64, last - 1);
+        assert_eq!(l.get(last + 1), None);
+        assert_eq!(
+            l.get(CHUNK_COUPONS as u64 + 1).unwrap().expires_at,
+            CHUNK_COUPONS as u64
+        );
+    }
+
+    #[test]
+    fn redeem_release_cycle_recycles_slots() {
+        let mut l = CouponLedger::default();
+        l.issue(1, 100);
+        l.issue(2, 100);
+        let r = Redemption {
+            order: 9,
+            discount_cents: 50,
+        };
+        assert!(l.redeem(1, r));
+        assert!(!l.redeem(1, r));
+        assert_eq!(l.redemption(l.get(1).unwrap()), Some(r));
+        assert_eq!(l.redemption(l.get(2).unwrap()), None);
+        assert_eq!(l.redeemed_count(), 1);
+        assert_eq!(l.release(1), Some(r));
+        assert_eq!(l.release(1), None);
+        assert_eq!(l.redeemed_count(), 0);
+        let r2 = Redemption {
+            order: 10,
+            discount_cents: 70,
+        };
+        assert!(l.redeem(2, r2));
+        assert_eq!(l.redemptions.len(), 1, "slot reused");
+        assert_eq!(l.redemption(l.get(2).unwrap()), Some(r2));
+        assert!(!l.redeem(3, r2));
+    }
+}

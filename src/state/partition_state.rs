@@ -1,0 +1,334 @@
+//! [`PartitionState`]: everything one partition knows, and the rules of
+//! contract section 3 applied to a valid, non-duplicate event.
+//!
+//! It is owned by exactly one worker at a time and is plain data: no locks,
+//! no clock (time is the event's `ts`), no I/O. Given the same events in the
+//! same order it reaches the same state and rulings.
+
+use hashbrown::HashMap;
+
+use crate::config::SellerDefaults;
+use crate::event::{
+    Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
+};
+use crate::intern::Interner;
+use crate::local_day::local_day;
+use crate::reason::{Outcome, Rejection};
+use crate::state::campaign::Campaign;
+use crate::state::coupon_id::parse_coupon_id;
+use crate::state::coupon_ledger::Redemption;
+use crate::state::seller::{Seller, SellerSettings};
+
+/// One recipient's result in an `issue` decision, in request order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserResult {
+    Issued { serial: u64, expires_at: u64 },
+    Rejected(Rejection),
+}
+
+/// What the rules decided for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ruling {
+    /// A `seller` or `campaign` event took effect.
+    Applied,
+    /// An `issue` event; the per-user results are in
+    /// [`PartitionState::issue_results`]. `reason` is set when the whole
+    /// request was rejected by a request check.
+    Issue {
+        outcome: Outcome,
+        reason: Option<Rejection>,
+    },
+    Redeemed {
+        discount_cents: u64,
+        duplicate: bool,
+    },
+    Released {
+        discount_cents: u64,
+    },
+    /// A `redeem` or `release` was rejected.
+    Rejected(Rejection),
+}
+
+/// Sizes of the state, for metrics and memory accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateStats {
+    pub sellers: usize,
+    pub campaigns: usize,
+    pub coupons: u64,
+    pub redeemed_coupons: u64,
+    pub users: usize,
+    pub orders: usize,
+    /// Heap bytes held by the state, by capacity.
+    pub heap_bytes: usize,
+}
+
+pub struct PartitionState {
+    defaults: SellerSettings,
+    sellers: HashMap<Box<str>, Seller>,
+    users: Interner,
+    orders: Interner,
+    /// Reused across `issue` events so a decision allocates nothing.
+    issue_results: Vec<UserResult>,
+}
+
+impl PartitionState {
+    pub fn new(defaults: SellerDefaults) -> PartitionState {
+        PartitionState {
+            defaults: defaults.into(),
+            sellers: HashMap::new(),
+            users: Interner::new(),
+            orders: Interner::new(),
+            issue_results: Vec::new(),
+        }
+    }
+
+    /// Applies one valid, non-duplicate event.
+    pub fn apply(&mut self, event: &Event<'_>) -> Ruling {
+        match &event.body {
+            Body::Seller(update) => self.update_seller(&event.seller_id, update),
+            Body::Campaign(upsert) => self.upsert_campaign(&event.seller_id, upsert),
+            Body::Issue(request) => self.issue(&event.seller_id, event.ts, request),
+            Body::Redeem(request) => self.redeem(&event.seller_id, event.ts, request),
+            Body::Release(request) => self.release(&event.seller_id, request),
+        }
+    }
+
+    /// Per-recipient results of the last `issue` ruling.
+    pub fn issue_results(&self) -> &[UserResult] {
+        &self.issue_results
+    }
+
+    fn seller_entry(&mut self, seller_id: &str) -> &mut Seller {
+        // Seller and campaign events are rare; the key allocation is cheap.
+        let defaults = self.defaults;
+        self.sellers
+            .entry(seller_id.into())
+            .or_insert_with(|| Seller::new(defaults))
+    }
+
+    fn update_seller(&mut self, seller_id: &str, update: &SellerUpdate) -> Ruling {
+        self.seller_entry(seller_id).settings.apply(update);
+        Ruling::Applied
+    }
+
+    fn upsert_campaign(&mut self, seller_id: &str, upsert: &CampaignUpsert<'_>) -> Ruling {
+        let seller = self.seller_entry(seller_id);
+        match seller.campaigns.get_mut(upsert.campaign_id.as_ref()) {
+            // Counters survive a new definition.
+            Some(campaign) => campaign.definition = upsert.definition,
+            None => {
+                seller.campaigns.insert(
+                    upsert.campaign_id.as_ref().into(),
+                    Campaign::new(upsert.definition),
+                );
+            }
+        }
+        Ruling::Applied
+    }
+
+    fn issue(&mut self, seller_id: &str, ts: u64, request: &IssueRequest<'_>) -> Ruling {
+        self.issue_results.clear();
+        let rejected = |reason| Ruling::Issue {
+            outcome: Outcome::Rejected,
+            reason: Some(reason),
+        };
+        let Some(seller) = self.sellers.get_mut(seller_id) else {
+            return rejected(Rejection::UnknownCampaign);
+        };
+        let Some(campaign) = seller.campaigns.get_mut(request.campaign_id.as_ref()) else {
+            return rejected(Rejection::UnknownCampaign);
+        };
+        let settings = seller.settings;
+        if request.user_ids.len() as u64 > settings.max_recipients {
+            return rejected(Rejection::TooManyRecipients);
+        }
+        let def = campaign.definition;
+        if !def.active {
+            return rejected(Rejection::CampaignInactive);
+        }
+        if ts < def.issue_from || ts > def.issue_until {
+            return rejected(Rejection::OutsideIssueWindow);
+        }
+
+        let day = local_day(settings.timezone, ts);
+        let mut issued_today = seller.daily.issued_on(day);
+        let expires_at = match def.ttl_ms {
+            Some(ttl) => def.valid_until.min(ts.saturating_add(ttl)),
+            None => def.valid_until,
+        };
+        let mut issued = 0usize;
+        for user_id in &request.user_ids {
+            let result = if issued_today >= settings.daily_issue_limit {
+                UserResult::Rejected(Rejection::DailyQuotaExhausted)
+            } else if campaign.issued() >= def.budget || !campaign.coupons.has_room() {
+                // A full ledger (2^32-2 coupons) is a capacity limit of the
+                // process; it stops issuance like an exhausted budget.
+                UserResult::Rejected(Rejection::BudgetExhausted)
+            } else if campaign.held_by(self.users.get(user_id)) >= def.per_user_limit {
+                UserResult::Rejected(Rejection::UserLimitReached)
+            } else {
+                match self.users.intern(user_id) {
+                    Ok(user) => {
+                        let serial = campaign.coupons.issue(user, expires_at);
+                        campaign.add_holding(user);
+                        issued_today += 1;
+                        issued += 1;
+                        UserResult::Issued { serial, expires_at }
+                    }
+                    // Only reachable with 2^32 distinct users in a partition.
+                    Err(_) => UserResult::Rejected(Rejection::BudgetExhausted),
+                }
+            };
+            self.issue_results.push(result);
+        }
+        if issued > 0 {
+            seller.daily.set_issued(day, issued_today);
+        }
+        debug_assert!(issued_today <= settings.daily_issue_limit.max(seller.daily.issued_on(day)));
+        debug_assert!(campaign.issued() <= def.budget || issued == 0);
+        let outcome = if issued == request.user_ids.len() {
+            Outcome::Issued
+        } else if issued > 0 {
+            Outcome::Partial
+        } else {
+            Outcome::Rejected
+        };
+        Ruling::Issue {
+            outcome,
+            reason: None,
+        }
+    }
+
+    fn redeem(&mut self, seller_id: &str, ts: u64, request: &RedeemRequest<'_>) -> Ruling {
+        let Some((campaign_id, serial)) = parse_coupon_id(&request.coupon_id) else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        let Some(campaign) = self
+            .sellers
+            .get_mut(seller_id)
+            .and_then(|s| s.campaigns.get_mut(campaign_id))
+        else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        let Some(&coupon) = campaign.coupons.get(serial) else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        if self.users.get(&request.user_id) != Some(coupon.holder) {
+            return Ruling::Rejected(Rejection::NotOwner);
+        }
+        if let Some(redemption) = campaign.coupons.redemption(&coupon) {
+            if self.orders.get(&request.order_id) == Some(redemption.order) {
+                return Ruling::Redeemed {
+                    discount_cents: redemption.discount_cents,
+                    duplicate: true,
+                };
+            }
+            return Ruling::Rejected(Rejection::AlreadyRedeemed);
+        }
+        let def = campaign.definition;
+        if !def.active {
+            return Ruling::Rejected(Rejection::CampaignInactive);
+        }
+        if ts < def.valid_from {
+            return Ruling::Rejected(Rejection::NotYetValid);
+        }
+        if ts > coupon.expires_at {
+            return Ruling::Rejected(Rejection::Expired);
+        }
+        if request.order_cents < def.min_order_cents {
+            return Ruling::Rejected(Rejection::BelowMinimum);
+        }
+        let discount_cents = def.discount_cents.min(request.order_cents);
+        let spent = campaign.discount_spent_cents.saturating_add(discount_cents);
+        if let Some(budget) = def.discount_budget_cents
+            && spent > budget
+        {
+            return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
+        }
+        let Ok(order) = self.orders.intern(&request.order_id) else {
+            // Only reachable with 2^32 distinct orders in a partition; refuse
+            // rather than record a redemption that could not be released.
+            return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
+        };
+        let redeemed = campaign.coupons.redeem(
+            serial,
+            Redemption {
+                order,
+                discount_cents,
+            },
+        );
+        debug_assert!(redeemed, "coupon was checked unredeemed above");
+        campaign.discount_spent_cents = spent;
+        Ruling::Redeemed {
+            discount_cents,
+            duplicate: false,
+        }
+    }
+
+    fn release(&mut self, seller_id: &str, request: &ReleaseRequest<'_>) -> Ruling {
+        let Some((campaign_id, serial)) = parse_coupon_id(&request.coupon_id) else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        let Some(campaign) = self
+            .sellers
+            .get_mut(seller_id)
+            .and_then(|s| s.campaigns.get_mut(campaign_id))
+        else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        let Some(&coupon) = campaign.coupons.get(serial) else {
+            return Ruling::Rejected(Rejection::UnknownCoupon);
+        };
+        let Some(redemption) = campaign.coupons.redemption(&coupon) else {
+            return Ruling::Rejected(Rejection::NotRedeemed);
+        };
+        if self.orders.get(&request.order_id) != Some(redemption.order) {
+            return Ruling::Rejected(Rejection::OrderMismatch);
+        }
+        campaign.coupons.release(serial);
+        debug_assert!(campaign.discount_spent_cents >= redemption.discount_cents);
+        campaign.discount_spent_cents = campaign
+            .discount_spent_cents
+            .saturating_sub(redemption.discount_cents);
+        Ruling::Released {
+            discount_cents: redemption.discount_cents,
+        }
+    }
+
+    /// A campaign, for queries and tests.
+    pub fn campaign(&self, seller_id: &str, campaign_id: &str) -> Option<&Campaign> {
+        self.sellers.get(seller_id)?.campaigns.get(campaign_id)
+    }
+
+    /// A seller, for queries and tests.
+    pub fn seller(&self, seller_id: &str) -> Option<&Seller> {
+        self.sellers.get(seller_id)
+    }
+
+    /// The id behind an interned user handle.
+    pub fn user_id(&self, user: u32) -> &str {
+        self.users.resolve(user)
+    }
+
+    /// Sizes of the state.
+    pub fn stats(&self) -> StateStats {
+        let mut stats = StateStats {
+            sellers: self.sellers.len(),
+            users: self.users.len(),
+            orders: self.orders.len(),
+            heap_bytes: self.users.heap_bytes()
+                + self.orders.heap_bytes()
+                + self.sellers.capacity() * (std::mem::size_of::<(Box<str>, Seller)>() + 1),
+            ..StateStats::default()
+        };
+        for (id, seller) in &self.sellers {
+            stats.heap_bytes += id.len() + seller.heap_bytes();
+            stats.campaigns += seller.campaigns.len();
+            for campaign in seller.campaigns.values() {
+                stats.coupons += campaign.issued();
+                stats.redeemed_coupons += campaign.coupons.redeemed_count() as u64;
+            }
+        }
+        stats
+    }
+}

@@ -1,0 +1,71 @@
+//! [`Seller`]: a seller's quota settings, its daily issuance counts and its
+//! campaigns. All state belongs to a seller, which is why a seller's events
+//! must all land on one partition.
+
+use chrono_tz::Tz;
+use hashbrown::HashMap;
+
+use crate::config::SellerDefaults;
+use crate::event::SellerUpdate;
+use crate::state::campaign::Campaign;
+use crate::state::daily_quota::DailyQuota;
+
+/// A seller's quota settings (contract section 3, `seller`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SellerSettings {
+    pub daily_issue_limit: u64,
+    pub max_recipients: u64,
+    pub timezone: Tz,
+}
+
+impl From<SellerDefaults> for SellerSettings {
+    fn from(d: SellerDefaults) -> Self {
+        SellerSettings {
+            daily_issue_limit: d.daily_issue_limit,
+            max_recipients: d.max_recipients,
+            timezone: d.timezone,
+        }
+    }
+}
+
+impl SellerSettings {
+    /// Applies a `seller` event: given fields replace, omitted ones stay.
+    pub fn apply(&mut self, update: &SellerUpdate) {
+        if let Some(v) = update.daily_issue_limit {
+            self.daily_issue_limit = v;
+        }
+        if let Some(v) = update.max_recipients {
+            self.max_recipients = v;
+        }
+        if let Some(tz) = update.timezone {
+            self.timezone = tz;
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Seller {
+    pub settings: SellerSettings,
+    pub daily: DailyQuota,
+    pub campaigns: HashMap<Box<str>, Campaign>,
+}
+
+impl Seller {
+    pub fn new(settings: SellerSettings) -> Seller {
+        Seller {
+            settings,
+            daily: DailyQuota::default(),
+            campaigns: HashMap::new(),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.daily.heap_bytes()
+            + self.campaigns.capacity() * (std::mem::size_of::<(Box<str>, Campaign)>() + 1)
+            + self
+                .campaigns
+                .iter()
+                .map(|(id, c)| id.len() + c.heap_bytes())
+                .sum::<usize>()
+    }
+}

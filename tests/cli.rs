@@ -1,0 +1,212 @@
+//! The `coupon-stream` binary as a user runs it: `replay` through files and
+//! pipes, and one-line errors with exit code 2 for bad flags and files.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+}
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn assert_usage_error(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains(needle), "{stderr:?} lacks {needle:?}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn replay_files_match_the_vectors_decision_for_decision() {
+    let dir = tempdir();
+    for name in ["basics", "generated-seed1"] {
+        let output = format!("{dir}/{name}.out");
+        let out = bin()
+            .args([
+                "replay",
+                "--input",
+                &fixture(&format!("{name}.events.jsonl")),
+                "--output",
+                &output,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("replayed "), "{stderr}");
+        let got = std::fs::read_to_string(&output).unwrap();
+        let want = std::fs::read_to_string(fixture(&format!("{name}.decisions.jsonl"))).unwrap();
+        assert_eq!(got.lines().count(), want.lines().count());
+        for (g, w) in got.lines().zip(want.lines()) {
+            let g: serde_json::Value = serde_json::from_str(g).unwrap();
+            let w: serde_json::Value = serde_json::from_str(w).unwrap();
+            assert_eq!(g["outcome"], w["outcome"]);
+            assert_eq!(g["source"], w["source"]);
+        }
+    }
+}
+
+#[test]
+fn replay_pipes_and_is_byte_identical_across_runs() {
+    let input = std::fs::read(fixture("generated-seed1.events.jsonl")).unwrap();
+    let run = |args: &[&str]| {
+        let mut child = bin()
+            .arg("replay")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.clone();
+        let writer = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let a = run(&["-q"]);
+    let b = run(&["--input", "-", "--output", "-", "--quiet"]);
+    assert_eq!(a, b);
+    assert_eq!(a.iter().filter(|&&c| c == b'\n').count(), 3000);
+}
+
+#[test]
+fn config_flags_change_decisions() {
+    // With a 10-byte limit every non-empty line is too large.
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--max-event-bytes",
+            "5",
+            "--input",
+            &fixture("basics.events.jsonl"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().all(|l| l.contains("\"too_large\"")), "{text}");
+
+    // Env vars configure the same values.
+    let out = bin()
+        .args(["replay", "-q", "--input", &fixture("basics.events.jsonl")])
+        .env("COUPON_STREAM_MAX_EVENT_BYTES", "5")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .all(|l| l.contains("too_large"))
+    );
+}
+
+#[test]
+fn bad_flags_are_one_line_and_exit_2() {
+    assert_usage_error(
+        &bin().args(["replay", "--no-such-flag"]).output().unwrap(),
+        "--no-such-flag",
+    );
+    assert_usage_error(
+        &bin()
+            .args(["replay", "--dedup-window-ms", "soon"])
+            .output()
+            .unwrap(),
+        "soon",
+    );
+    assert_usage_error(
+        &bin()
+            .args(["replay", "--default-timezone", "Mars/Olympus"])
+            .output()
+            .unwrap(),
+        "Mars/Olympus",
+    );
+    assert_usage_error(
+        &bin()
+            .args(["replay", "--max-event-bytes", "0"])
+            .output()
+            .unwrap(),
+        "max event bytes",
+    );
+    assert_usage_error(&bin().arg("frobnicate").output().unwrap(), "frobnicate");
+    assert_usage_error(&bin().args(["loadgen"]).output().unwrap(), "--output");
+    assert_usage_error(
+        &bin()
+            .args(["loadgen", "-o", "-", "--invalid-fraction", "2"])
+            .output()
+            .unwrap(),
+        "between 0 and 1",
+    );
+}
+
+#[test]
+fn unreadable_files_are_one_line_and_exit_2() {
+    assert_usage_error(
+        &bin()
+            .args(["replay", "--input", "/nonexistent/events.jsonl"])
+            .output()
+            .unwrap(),
+        "/nonexistent/events.jsonl",
+    );
+    assert_usage_error(
+        &bin()
+            .args([
+                "replay",
+                "--input",
+                &fixture("basics.events.jsonl"),
+                "--output",
+                "/nonexistent/dir/out",
+            ])
+            .output()
+            .unwrap(),
+        "/nonexistent/dir/out",
+    );
+}
+
+#[test]
+fn loadgen_output_replays_cleanly() {
+    let dir = tempdir();
+    let path = format!("{dir}/gen.jsonl");
+    let out = bin()
+        .args([
+            "loadgen",
+            "--events",
+            "20000",
+            "--sellers",
+            "20",
+            "--seed",
+            "3",
+            "--output",
+            &path,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(text.lines().count(), 20_000);
+    let out = bin()
+        .args(["replay", "--input", &path, "--output", "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let summary = String::from_utf8(out.stderr).unwrap();
+    assert!(summary.contains("replayed 20000 messages"), "{summary}");
+    assert!(summary.contains("issued="), "{summary}");
+}
+
+fn tempdir() -> String {
+    let dir = std::env::temp_dir().join(format!(
+        "coupon-stream-cli-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.to_string_lossy().into_owned()
+}
