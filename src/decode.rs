@@ -3,17 +3,13 @@
 //! `unknown_type`, `missing_field`, `bad_value`. (`key_mismatch` and
 //! `wrong_partition` need the Kafka message and live in [`crate::core`].)
 //!
-//! Parsing is one pass of serde_json over the value into a fixed table of the
-//! fields the contract names, each captured as a borrowed [`Raw`] JSON value;
-//! unknown fields are skipped without being built. Validation then runs over
+//! Parsing is one pass of [`crate::json`] over the value into a fixed table
+//! of the fields the contract names, each captured as a borrowed [`Raw`]
+//! JSON value; unknown fields are skipped without being built. Validation then runs over
 //! the table, so the check order does not depend on the order of the keys in
 //! the input. A key given twice keeps its last value, as in JavaScript.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::config::parse_timezone;
 use crate::event::{
@@ -21,6 +17,7 @@ use crate::event::{
     ReleaseRequest, SellerUpdate,
 };
 use crate::id::{ID_BYTES_MAX, INT_MAX, is_valid_id};
+use crate::json::{Malformed, Object, Raw, scan_object};
 use crate::reason::InvalidReason;
 
 /// Why a value is invalid, with a human-readable `detail` for the decision.
@@ -47,7 +44,7 @@ pub fn decode(value: &[u8], max_event_bytes: usize) -> Result<Event<'_>, Invalid
             format!("value is longer than the limit of {max_event_bytes} bytes"),
         ));
     }
-    let raw: RawEvent<'_> = serde_json::from_slice(value).map_err(|e| {
+    let mut raw = RawEvent::parse(value).map_err(|e| {
         Invalid::new(
             InvalidReason::Malformed,
             format!("not a UTF-8 JSON object: {e}"),
@@ -146,34 +143,56 @@ impl Field {
         }
     }
 
+    /// Matches a key by length first, so an event's keys cost one or two
+    /// short comparisons each instead of a scan over every name.
     fn from_name(name: &str) -> Option<Field> {
-        Some(match name {
-            "type" => Field::Type,
-            "event_id" => Field::EventId,
-            "ts" => Field::Ts,
-            "seller_id" => Field::SellerId,
-            "daily_issue_limit" => Field::DailyIssueLimit,
-            "max_recipients" => Field::MaxRecipients,
-            "timezone" => Field::Timezone,
-            "campaign_id" => Field::CampaignId,
-            "budget" => Field::Budget,
-            "valid_from" => Field::ValidFrom,
-            "valid_until" => Field::ValidUntil,
-            "discount_cents" => Field::DiscountCents,
-            "min_order_cents" => Field::MinOrderCents,
-            "per_user_limit" => Field::PerUserLimit,
-            "issue_from" => Field::IssueFrom,
-            "issue_until" => Field::IssueUntil,
-            "ttl_ms" => Field::TtlMs,
-            "discount_budget_cents" => Field::DiscountBudgetCents,
-            "active" => Field::Active,
-            "user_ids" => Field::UserIds,
-            "coupon_id" => Field::CouponId,
-            "user_id" => Field::UserId,
-            "order_id" => Field::OrderId,
-            "order_cents" => Field::OrderCents,
+        let b = name.as_bytes();
+        let field = match b.len() {
+            2 if b == b"ts" => Field::Ts,
+            4 if b == b"type" => Field::Type,
+            6 => match b {
+                b"budget" => Field::Budget,
+                b"active" => Field::Active,
+                b"ttl_ms" => Field::TtlMs,
+                _ => return None,
+            },
+            7 if b == b"user_id" => Field::UserId,
+            8 => match b {
+                b"event_id" => Field::EventId,
+                b"timezone" => Field::Timezone,
+                b"user_ids" => Field::UserIds,
+                b"order_id" => Field::OrderId,
+                _ => return None,
+            },
+            9 => match b {
+                b"seller_id" => Field::SellerId,
+                b"coupon_id" => Field::CouponId,
+                _ => return None,
+            },
+            10 => match b {
+                b"valid_from" => Field::ValidFrom,
+                b"issue_from" => Field::IssueFrom,
+                _ => return None,
+            },
+            11 => match b {
+                b"campaign_id" => Field::CampaignId,
+                b"valid_until" => Field::ValidUntil,
+                b"issue_until" => Field::IssueUntil,
+                b"order_cents" => Field::OrderCents,
+                _ => return None,
+            },
+            14 => match b {
+                b"max_recipients" => Field::MaxRecipients,
+                b"discount_cents" => Field::DiscountCents,
+                b"per_user_limit" => Field::PerUserLimit,
+                _ => return None,
+            },
+            15 if b == b"min_order_cents" => Field::MinOrderCents,
+            17 if b == b"daily_issue_limit" => Field::DailyIssueLimit,
+            21 if b == b"discount_budget_cents" => Field::DiscountBudgetCents,
             _ => return None,
-        })
+        };
+        Some(field)
     }
 
     /// Fields every event must carry, after `type` (section 2).
@@ -202,135 +221,16 @@ impl Field {
     }
 }
 
-/// One JSON value as captured from the input, before validation. JSON `null`
-/// is captured as [`Raw::Absent`]: the contract treats both alike.
-#[derive(Debug, Default)]
-enum Raw<'a> {
-    #[default]
-    Absent,
-    Bool(bool),
-    /// A non-negative integer that fits in u64.
-    UInt(u64),
-    /// Any other number: negative, fractional, exponent or too large.
-    OtherNumber,
-    Str(Cow<'a, str>),
-    Array(Vec<Raw<'a>>),
-    Object,
-}
-
-impl Raw<'_> {
-    fn kind(&self) -> &'static str {
-        match self {
-            Raw::Absent => "null",
-            Raw::Bool(_) => "a boolean",
-            Raw::UInt(_) | Raw::OtherNumber => "a number",
-            Raw::Str(_) => "a string",
-            Raw::Array(_) => "an array",
-            Raw::Object => "an object",
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Raw<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(RawVisitor)
-    }
-}
-
-struct RawVisitor;
-
-impl<'de> Visitor<'de> for RawVisitor {
-    type Value = Raw<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Raw<'de>, E> {
-        Ok(Raw::Absent)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Raw<'de>, E> {
-        Ok(Raw::Absent)
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Raw<'de>, E> {
-        Ok(Raw::Bool(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Raw<'de>, E> {
-        Ok(Raw::UInt(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Raw<'de>, E> {
-        Ok(u64::try_from(v).map_or(Raw::OtherNumber, Raw::UInt))
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Raw<'de>, E> {
-        Ok(Raw::OtherNumber)
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Owned(v)))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
-        while let Some(item) = seq.next_element::<Raw<'de>>()? {
-            items.push(item);
-        }
-        Ok(Raw::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Raw::Object)
-    }
-}
-
-/// A map key: one of the contract's fields, or `None` for an unknown one.
-struct FieldKey(Option<Field>);
-
-impl<'de> Deserialize<'de> for FieldKey {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl Visitor<'_> for KeyVisitor {
-            type Value = FieldKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldKey, E> {
-                Ok(FieldKey(Field::from_name(v)))
-            }
-        }
-        deserializer.deserialize_identifier(KeyVisitor)
-    }
-}
-
-/// The captured fields of one JSON object.
+/// The scanned object, with its known fields' values still unparsed.
 struct RawEvent<'a> {
-    fields: [Raw<'a>; FIELD_COUNT],
+    object: Object<'a, FIELD_COUNT>,
 }
 
-impl<'de> Deserialize<'de> for RawEvent<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawEvent<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
-                let mut fields: [Raw<'de>; FIELD_COUNT] = Default::default();
-                while let Some(FieldKey(field)) = map.next_key::<FieldKey>()? {
-                    match field {
-                        Some(field) => fields[field as usize] = map.next_value::<Raw<'de>>()?,
-                        None => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(RawEvent { fields })
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
+impl<'a> RawEvent<'a> {
+    /// Scans `value`, which must be exactly one JSON object.
+    fn parse(value: &'a [u8]) -> Result<RawEvent<'a>, Malformed> {
+        let object = scan_object(value, |name| Field::from_name(name).map(|f| f as usize))?;
+        Ok(RawEvent { object })
     }
 }
 
@@ -346,15 +246,15 @@ const ID_EXPECTED: &str = "a string of 1 to 128 bytes";
 
 impl<'a> RawEvent<'a> {
     fn take(&mut self, field: Field) -> Raw<'a> {
-        std::mem::take(&mut self.fields[field as usize])
+        self.object.get(field as usize)
     }
 
     fn is_absent(&self, field: Field) -> bool {
-        matches!(self.fields[field as usize], Raw::Absent)
+        self.object.is_absent(field as usize)
     }
 
-    fn validate(mut self) -> Result<Event<'a>, Invalid> {
-        let event_type = match &self.fields[Field::Type as usize] {
+    fn validate(&mut self) -> Result<Event<'a>, Invalid> {
+        let event_type = match &self.take(Field::Type) {
             Raw::Str(s) => EventType::parse(s).ok_or_else(|| {
                 Invalid::new(
                     InvalidReason::UnknownType,

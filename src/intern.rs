@@ -3,7 +3,8 @@
 //!
 //! Layout, chosen for tens of millions of ids per partition: the bytes of all
 //! strings sit back to back in fixed-size chunks (no reallocation copies and
-//! at most one partly filled chunk), each id has one packed `u64` span, and
+//! at most one partly filled chunk), each id has one packed `u64` span (also
+//! in chunks), and
 //! the hash table holds only the 4-byte handle; hashes are recomputed from
 //! the bytes when the table grows instead of being stored.
 
@@ -20,6 +21,9 @@ const _: () = assert!(ID_BYTES_MAX < CHUNK_BYTES);
 /// Most strings one interner holds: handles are `u32`.
 pub const INTERNED_MAX: usize = u32::MAX as usize;
 
+/// Spans per span chunk: spans grow by whole chunks, never by copying.
+const SPANS_PER_CHUNK: usize = 8192;
+
 /// A span packs `chunk << 32 | offset << 8 | len`.
 const LEN_BITS: u32 = 8;
 const _: () = assert!(ID_BYTES_MAX < (1 << LEN_BITS));
@@ -35,7 +39,9 @@ pub enum InternError {
 #[derive(Default)]
 pub struct Interner {
     table: HashTable<u32>,
-    spans: Vec<u64>,
+    /// Span of each handle, in chunks of [`SPANS_PER_CHUNK`].
+    spans: Vec<Vec<u64>>,
+    len: usize,
     chunks: Vec<Vec<u8>>,
     hasher: DefaultHashBuilder,
 }
@@ -46,11 +52,11 @@ impl Interner {
     }
 
     pub fn len(&self) -> usize {
-        self.spans.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
+        self.len == 0
     }
 
     /// The handle of `s`, if it was interned.
@@ -71,20 +77,29 @@ impl Interner {
         if let Some(&id) = self.table.find(hash, |&id| self.bytes(id) == bytes) {
             return Ok(id);
         }
-        if self.spans.len() >= INTERNED_MAX {
+        if self.len >= INTERNED_MAX {
             return Err(InternError::Full);
         }
-        let id = self.spans.len() as u32;
+        let id = self.len as u32;
         let span = self.push_bytes(bytes);
-        self.spans.push(span);
+        match self.spans.last_mut() {
+            Some(chunk) if chunk.len() < SPANS_PER_CHUNK => chunk.push(span),
+            _ => {
+                let mut chunk = Vec::with_capacity(SPANS_PER_CHUNK);
+                chunk.push(span);
+                self.spans.push(chunk);
+            }
+        }
+        self.len += 1;
         let Interner {
             table,
             spans,
             chunks,
             hasher,
+            ..
         } = self;
         table.insert_unique(hash, id, |&other| {
-            hasher.hash_one(span_bytes(chunks, spans[other as usize]))
+            hasher.hash_one(span_bytes(chunks, span_of(spans, other)))
         });
         Ok(id)
     }
@@ -100,7 +115,7 @@ impl Interner {
     }
 
     fn bytes(&self, id: u32) -> &[u8] {
-        span_bytes(&self.chunks, self.spans[id as usize])
+        span_bytes(&self.chunks, span_of(&self.spans, id))
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) -> u64 {
@@ -121,9 +136,14 @@ impl Interner {
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.spans.capacity() * std::mem::size_of::<u64>()
+            + self.spans.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<u64>()
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }
+}
+
+fn span_of(spans: &[Vec<u64>], id: u32) -> u64 {
+    let id = id as usize;
+    spans[id / SPANS_PER_CHUNK][id % SPANS_PER_CHUNK]
 }
 
 fn span_bytes(chunks: &[Vec<u8>], span: u64) -> &[u8] {

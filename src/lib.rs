@@ -14,6 +14,8 @@
 //! - [`replay`] is the offline adapter (JSON lines in, decisions out);
 //!   [`workload`] generates contract-valid traffic for tests and benchmarks.
 
+#[cfg(feature = "jemalloc")]
+pub mod allocator;
 pub mod config;
 pub mod core;
 pub mod decision;
@@ -23,6 +25,7 @@ pub mod encode;
 pub mod event;
 pub mod id;
 pub mod intern;
+pub mod json;
 pub mod local_day;
 pub mod partitioner;
 pub mod reason;

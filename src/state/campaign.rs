@@ -2,18 +2,17 @@
 //! new definition keeps: coupons issued (the ledger), coupons per user and
 //! discount spent.
 
-use hashbrown::HashMap;
-
 use crate::event::CampaignDefinition;
 use crate::state::coupon_ledger::CouponLedger;
+use crate::state::holdings::Holdings;
 
 #[derive(Debug)]
 pub struct Campaign {
     pub definition: CampaignDefinition,
     /// Sum of the discounts of the currently redeemed coupons.
     pub discount_spent_cents: u64,
-    /// Interned user id -> coupons of this campaign issued to the user.
-    holdings: HashMap<u32, u32>,
+    /// Coupons of this campaign issued to each user (interned id).
+    holdings: Holdings,
     pub coupons: CouponLedger,
 }
 
@@ -22,7 +21,7 @@ impl Campaign {
         Campaign {
             definition,
             discount_spent_cents: 0,
-            holdings: HashMap::new(),
+            holdings: Holdings::default(),
             coupons: CouponLedger::default(),
         }
     }
@@ -35,14 +34,12 @@ impl Campaign {
     /// Coupons issued to `user` (an interned id, or `None` for a user the
     /// partition has never issued to).
     pub fn held_by(&self, user: Option<u32>) -> u64 {
-        user.and_then(|u| self.holdings.get(&u))
-            .map_or(0, |&n| u64::from(n))
+        user.map_or(0, |u| self.holdings.count(u))
     }
 
     /// Records that one more coupon went to `user`.
     pub fn add_holding(&mut self, user: u32) {
-        let n = self.holdings.entry(user).or_insert(0);
-        *n = n.saturating_add(1);
+        self.holdings.add(user);
     }
 
     /// Users holding at least one coupon.
@@ -51,7 +48,6 @@ impl Campaign {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.holdings.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
-            + self.coupons.heap_bytes()
+        self.holdings.heap_bytes() + self.coupons.heap_bytes()
     }
 }

@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod coupon_id;
 pub mod coupon_ledger;
 pub mod daily_quota;
+pub mod holdings;
 pub mod partition_state;
 pub mod seller;
 

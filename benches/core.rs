@@ -1,0 +1,159 @@
+//! Criterion benchmarks of the pure decision core on a realistic payload
+//! mix from the workload generator (issue, redeem and release with their
+//! rejections, setting changes, ~1% duplicates, ~0.5% invalid values):
+//! decode alone, the rules alone, encode alone, and the three together as
+//! the Kafka processor and `replay` run them.
+//!
+//! Run: `cargo bench --bench core`.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+use coupon_stream::config::CoreConfig;
+use coupon_stream::core::{DecisionCore, Message};
+use coupon_stream::decision::{Decision, Source};
+use coupon_stream::decode::decode;
+use coupon_stream::encode::encode_decision;
+use coupon_stream::event::EventType;
+use coupon_stream::state::{PartitionState, Ruling, UserResult};
+use coupon_stream::workload::{Workload, WorkloadConfig};
+
+/// Events per measured batch.
+const BATCH: usize = 10_000;
+/// Events processed before measuring, so state is warm and sizeable.
+const WARMUP_EVENTS: usize = 200_000;
+
+fn generate(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut w = Workload::new(WorkloadConfig {
+        seed,
+        ..WorkloadConfig::default()
+    });
+    let mut v = Vec::new();
+    (0..n)
+        .map(|_| {
+            w.next_into(&mut v);
+            v.clone()
+        })
+        .collect()
+}
+
+fn message(value: &[u8], offset: usize) -> Message<'_> {
+    Message {
+        value,
+        source: Source {
+            partition: 0,
+            offset: offset as i64,
+        },
+        key_check: None,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    // One stream: the first part warms the state, the rest is measured in
+    // consecutive batches, as a running processor would see it.
+    let values = generate(WARMUP_EVENTS + 200 * BATCH, 42);
+    let (warmup, measured) = values.split_at(WARMUP_EVENTS);
+    let bytes: usize = measured[..BATCH].iter().map(Vec::len).sum();
+
+    let mut group = c.benchmark_group("core");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(30);
+
+    group.bench_function("decode", |b| {
+        let batch = &measured[..BATCH];
+        b.iter(|| {
+            for v in batch {
+                let _ = black_box(decode(black_box(v), 65_536));
+            }
+        })
+    });
+
+    // The rules alone, on pre-decoded events, against a warm state.
+    group.bench_function("decide", |b| {
+        let mut state = PartitionState::new(CoreConfig::default().seller_defaults);
+        for v in warmup {
+            if let Ok(e) = decode(v, 65_536) {
+                state.apply(&e);
+            }
+        }
+        let events: Vec<_> = measured
+            .iter()
+            .filter_map(|v| decode(v, 65_536).ok())
+            .collect();
+        let mut next = 0;
+        b.iter(|| {
+            for _ in 0..BATCH {
+                black_box(state.apply(&events[next % events.len()]));
+                next += 1;
+            }
+        })
+    });
+
+    // Encoding alone, of decisions recorded from a real run.
+    group.bench_function("encode", |b| {
+        let events: Vec<_> = measured[..BATCH]
+            .iter()
+            .filter_map(|v| decode(v, 65_536).ok())
+            .collect();
+        let mut state = PartitionState::new(CoreConfig::default().seller_defaults);
+        let rulings: Vec<(Ruling, Vec<UserResult>)> = events
+            .iter()
+            .map(|e| {
+                let r = state.apply(e);
+                let results = match e.event_type() {
+                    EventType::Issue => state.issue_results().to_vec(),
+                    _ => Vec::new(),
+                };
+                (r, results)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(4 << 20);
+        b.iter(|| {
+            out.clear();
+            for (i, (e, (ruling, results))) in events.iter().zip(&rulings).enumerate() {
+                let d = Decision::Ruled {
+                    source: Source {
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                    event: e,
+                    ruling: *ruling,
+                    issue_results: results,
+                };
+                encode_decision(&d, &mut out);
+            }
+            black_box(out.len())
+        })
+    });
+
+    // Decode + duplicate check + rules + encode: the processor's step.
+    group.bench_function("process", |b| {
+        let mut core = DecisionCore::new(CoreConfig::default());
+        let mut out = Vec::with_capacity(4 << 20);
+        for (i, v) in warmup.iter().enumerate() {
+            out.clear();
+            core.process(&message(v, i), &mut out);
+        }
+        let mut next = 0;
+        b.iter_batched_ref(
+            || (),
+            |_| {
+                out.clear();
+                for _ in 0..BATCH {
+                    let v = &measured[next % measured.len()];
+                    black_box(core.process(&message(v, next), &mut out));
+                    next += 1;
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+    eprintln!(
+        "payload: {} bytes per event on average",
+        bytes / BATCH.max(1)
+    );
+}
+
+criterion_group!(core, benches);
+criterion_main!(core);

@@ -1,0 +1,90 @@
+//! [`Holdings`]: how many coupons of one campaign each user holds, the
+//! counter behind `per_user_limit`.
+//!
+//! Most campaigns allow one coupon per user, so nearly every holder holds
+//! exactly one. Holders are therefore a set of 4-byte user handles, and only
+//! users holding two or more have an entry in a second map: the common case
+//! costs 5 bytes of table per holder instead of 9 for a user -> count map.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+
+#[derive(Debug, Default)]
+pub struct Holdings {
+    /// Users holding at least one coupon.
+    holders: HashTable<u32>,
+    /// Users holding two or more: their count.
+    multiple: HashMap<u32, u32>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Holdings {
+    /// Coupons `user` holds.
+    pub fn count(&self, user: u32) -> u64 {
+        if let Some(&n) = self.multiple.get(&user) {
+            return u64::from(n);
+        }
+        let hash = self.hasher.hash_one(user);
+        u64::from(self.holders.find(hash, |&u| u == user).is_some())
+    }
+
+    /// Records one more coupon for `user`.
+    pub fn add(&mut self, user: u32) {
+        let hash = self.hasher.hash_one(user);
+        let hasher = &self.hasher;
+        match self
+            .holders
+            .entry(hash, |&u| u == user, |&u| hasher.hash_one(u))
+        {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(user);
+            }
+            hashbrown::hash_table::Entry::Occupied(_) => {
+                let n = self.multiple.entry(user).or_insert(1);
+                *n = n.saturating_add(1);
+            }
+        }
+    }
+
+    /// Users holding at least one coupon.
+    pub fn len(&self) -> usize {
+        self.holders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.holders.is_empty()
+    }
+
+    /// Heap bytes held, by capacity.
+    pub fn heap_bytes(&self) -> usize {
+        self.holders.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.multiple.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_user() {
+        let mut h = Holdings::default();
+        assert_eq!(h.count(7), 0);
+        h.add(7);
+        assert_eq!(h.count(7), 1);
+        h.add(7);
+        h.add(7);
+        h.add(9);
+        assert_eq!(h.count(7), 3);
+        assert_eq!(h.count(9), 1);
+        assert_eq!(h.count(8), 0);
+        assert_eq!(h.len(), 2);
+        for u in 0..10_000 {
+            h.add(u);
+        }
+        assert_eq!(h.count(7), 4);
+        assert_eq!(h.count(9_999), 1);
+        assert_eq!(h.len(), 10_000);
+    }
+}
