@@ -49,15 +49,36 @@ fn message(value: &[u8], offset: usize) -> Message<'_> {
 }
 
 fn benches(c: &mut Criterion) {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs each
+    // benchmark once as a smoke test, on a smaller stream.
+    let scale = if std::env::args().any(|a| a == "--bench") {
+        1
+    } else {
+        20
+    };
     // One stream: the first part warms the state, the rest is measured in
     // consecutive batches, as a running processor would see it.
-    let values = generate(WARMUP_EVENTS + 200 * BATCH, 42);
-    let (warmup, measured) = values.split_at(WARMUP_EVENTS);
+    let values = generate((WARMUP_EVENTS + 200 * BATCH) / scale, 42);
+    let (warmup, measured) = values.split_at(WARMUP_EVENTS / scale);
     let bytes: usize = measured[..BATCH].iter().map(Vec::len).sum();
 
     let mut group = c.benchmark_group("core");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(30);
+
+    // Baseline on the same payloads: serde_json only validating and skipping
+    // each value, no fields read. A floor for any serde_json-based decoder
+    // on this machine, measured in the same run for comparison.
+    group.bench_function("baseline_serde_json_skip", |b| {
+        let batch = &measured[..BATCH];
+        b.iter(|| {
+            for v in batch {
+                let _ = black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(
+                    v,
+                )));
+            }
+        })
+    });
 
     group.bench_function("decode", |b| {
         let batch = &measured[..BATCH];
