@@ -11,6 +11,8 @@
 //!   (section 4), the rules and the decision encoding (section 5) into one
 //!   deterministic step: bytes in, decision bytes out. It has no I/O, no
 //!   clock and no threads.
+//! - [`kafka`] is the Kafka processor: consumer-group source, producer
+//!   sink, at-least-once offset commits.
 //! - [`replay`] is the offline adapter (JSON lines in, decisions out);
 //!   [`workload`] generates contract-valid traffic for tests and benchmarks.
 
@@ -26,6 +28,7 @@ pub mod event;
 pub mod id;
 pub mod intern;
 pub mod json;
+pub mod kafka;
 pub mod local_day;
 pub mod partitioner;
 pub mod reason;

@@ -6,12 +6,16 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
 use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
 use coupon_stream::core::DecisionCore;
+use coupon_stream::kafka::config::{KafkaConfig, parse_property};
+use coupon_stream::kafka::processor;
 use coupon_stream::reason::Outcome;
 use coupon_stream::replay::replay;
 use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
@@ -27,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the processor: consume events from Kafka, produce decisions and dead letters.
+    Run(RunArgs),
     /// Decide events offline: one input value per line in, one decision per line out.
     Replay(ReplayArgs),
     /// Generate contract-valid coupon traffic as JSON lines.
@@ -79,6 +85,64 @@ impl CoreArgs {
         config.validate()?;
         Ok(config)
     }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "COUPON_STREAM_BROKERS", default_value = "localhost:9092")]
+    brokers: String,
+    /// Consumer group; instances with the same group split the partitions.
+    #[arg(long, env = "COUPON_STREAM_GROUP_ID", default_value = "coupon-stream")]
+    group_id: String,
+    /// Topic of input events, keyed by seller_id.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_INPUT_TOPIC",
+        default_value = "coupon-events"
+    )]
+    input_topic: String,
+    /// Topic decisions are produced to.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_OUTPUT_TOPIC",
+        default_value = "coupon-decisions"
+    )]
+    output_topic: String,
+    /// Topic invalid input values are copied to.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_DLQ_TOPIC",
+        default_value = "coupon-events-dlq"
+    )]
+    dlq_topic: String,
+    /// Do not check that each message sits on murmur2(seller_id) mod partition count.
+    #[arg(long, env = "COUPON_STREAM_NO_VERIFY_PARTITIONING")]
+    no_verify_partitioning: bool,
+    /// A librdkafka property for both clients, e.g. -X security.protocol=SASL_SSL; repeatable
+    /// (the environment variable takes several separated by `;`).
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// Most messages decided per batch.
+    #[arg(long, env = "COUPON_STREAM_BATCH_MESSAGES_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    batch_messages_max: u64,
+    /// How often acknowledged input offsets are committed, in milliseconds.
+    #[arg(long, env = "COUPON_STREAM_COMMIT_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    commit_interval_ms: u64,
+    /// Longest wait for outstanding decisions on shutdown and on revoke, in milliseconds.
+    #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    drain_timeout_ms: u64,
+    /// Log format on stderr; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "COUPON_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +216,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Run(args) => run_processor(args),
         Command::Replay(args) => run_replay(args),
         Command::Loadgen(args) => run_loadgen(args),
     };
@@ -200,6 +265,44 @@ fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
             Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
         }
     }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run_processor(args: RunArgs) -> anyhow::Result<()> {
+    let core = args.core.to_config()?;
+    init_logging(args.log_format);
+    let config = KafkaConfig {
+        brokers: args.brokers,
+        group_id: args.group_id,
+        input_topic: args.input_topic,
+        output_topic: args.output_topic,
+        dlq_topic: args.dlq_topic,
+        verify_partitioning: !args.no_verify_partitioning,
+        properties: args.properties,
+        batch_messages_max: args.batch_messages_max as usize,
+        commit_interval_ms: args.commit_interval_ms,
+        drain_timeout_ms: args.drain_timeout_ms,
+    };
+    // The first SIGTERM or SIGINT asks for a graceful stop (drain, flush,
+    // commit); a second one exits at once with status 1.
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
+    }
+    processor::run(config, core, &shutdown)?;
+    Ok(())
 }
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {

@@ -136,6 +136,28 @@ fn bad_flags_are_one_line_and_exit_2() {
         "max event bytes",
     );
     assert_usage_error(&bin().arg("frobnicate").output().unwrap(), "frobnicate");
+    assert_usage_error(
+        &bin().args(["run", "-X", "novalue"]).output().unwrap(),
+        "key=value",
+    );
+    assert_usage_error(
+        &bin().args(["run", "--log-format", "xml"]).output().unwrap(),
+        "xml",
+    );
+    assert_usage_error(
+        &bin()
+            .args(["run", "--commit-interval-ms", "0"])
+            .output()
+            .unwrap(),
+        "commit-interval-ms",
+    );
+    assert_usage_error(
+        &bin()
+            .args(["run", "--default-timezone", "Nowhere/Town"])
+            .output()
+            .unwrap(),
+        "Nowhere/Town",
+    );
     assert_usage_error(&bin().args(["loadgen"]).output().unwrap(), "--output");
     assert_usage_error(
         &bin()

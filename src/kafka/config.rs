@@ -1,0 +1,121 @@
+//! [`KafkaConfig`]: where the processor reads and writes, and the librdkafka
+//! settings of its consumer and producer. Users' `-X key=value` properties
+//! are applied last, so TLS, SASL and any tuning pass straight through.
+
+use rdkafka::ClientConfig;
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub input_topic: String,
+    pub output_topic: String,
+    pub dlq_topic: String,
+    /// Check that each message sits on murmur2(key) mod partition count.
+    pub verify_partitioning: bool,
+    /// librdkafka properties from `-X`, applied to both clients, last.
+    pub properties: Vec<(String, String)>,
+    /// Most messages decided between two looks at acknowledgements.
+    pub batch_messages_max: usize,
+    /// How often acknowledged offsets are committed.
+    pub commit_interval_ms: u64,
+    /// Longest wait for outstanding decisions on revoke and shutdown.
+    pub drain_timeout_ms: u64,
+}
+
+impl KafkaConfig {
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group_id)
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // A new group reads from the start: an event produced before the
+            // processor first ran is still decided.
+            .set("auto.offset.reset", "earliest")
+            // Offsets are committed only after the decisions are acknowledged.
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed")
+            .set("fetch.min.bytes", "65536")
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.min.messages", "200000");
+        self.apply_properties(&mut c);
+        c
+    }
+
+    pub fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Keys are seller ids; place decisions as Kafka's Java client would.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("compression.type", "lz4")
+            // Retry for as long as the broker is away: a decision is never
+            // dropped for a transient outage, and offsets wait for it.
+            .set("message.timeout.ms", "0")
+            .set("queue.buffering.max.messages", "1000000");
+        self.apply_properties(&mut c);
+        c
+    }
+
+    fn apply_properties(&self, c: &mut ClientConfig) {
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+    }
+}
+
+/// Parses one `-X key=value` librdkafka property.
+pub fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not key=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_pass_through_and_win() {
+        assert_eq!(
+            parse_property("security.protocol=SASL_SSL"),
+            Ok(("security.protocol".into(), "SASL_SSL".into()))
+        );
+        assert_eq!(
+            parse_property("sasl.password=a=b"),
+            Ok(("sasl.password".into(), "a=b".into()))
+        );
+        assert!(parse_property("novalue").is_err());
+        assert!(parse_property("=x").is_err());
+        let config = KafkaConfig {
+            brokers: "b:9092".into(),
+            group_id: "g".into(),
+            input_topic: "in".into(),
+            output_topic: "out".into(),
+            dlq_topic: "dlq".into(),
+            verify_partitioning: true,
+            properties: vec![
+                ("linger.ms".into(), "20".into()),
+                ("auto.offset.reset".into(), "latest".into()),
+            ],
+            batch_messages_max: 1000,
+            commit_interval_ms: 1000,
+            drain_timeout_ms: 1000,
+        };
+        assert_eq!(config.producer_config().get("linger.ms"), Some("20"));
+        assert_eq!(
+            config.consumer_config().get("auto.offset.reset"),
+            Some("latest")
+        );
+        assert_eq!(
+            config.consumer_config().get("enable.auto.commit"),
+            Some("false")
+        );
+    }
+}

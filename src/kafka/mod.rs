@@ -1,0 +1,8 @@
+//! The Kafka adapter around the decision core: a consumer-group source, a
+//! producer sink for decisions and dead letters, and the processor loop that
+//! connects them with at-least-once delivery.
+
+pub mod config;
+pub mod offsets;
+pub mod processor;
+pub mod sink;

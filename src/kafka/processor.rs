@@ -1,0 +1,461 @@
+//! The Kafka processor: a consumer-group member that decides every input
+//! message with its partition's [`DecisionCore`] and produces the decision
+//! (and, for invalid input, a dead letter), committing input offsets only
+//! after the broker has acknowledged every record they produced.
+//!
+//! One thread runs the loop: it polls a batch of messages, decides them
+//! under one lock of the partition table (taken per batch, never per
+//! message), and commits acknowledged offsets every `commit_interval_ms`.
+//! Rebalance callbacks run inside `poll` on the same thread: on revoke they
+//! flush the producer, commit what is acknowledged and drop the partition's
+//! state; on assign they start a fresh core. Messages polled before a
+//! rebalance that re-assigned their partition are discarded, since the new
+//! owner re-reads them from the committed offset.
+//!
+//! Guarantee: at least once. A crash re-delivers input from the last
+//! commit; state is rebuilt from scratch for now (durable state is a later
+//! milestone), so re-decided messages after a restart see an empty state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+use crate::config::CoreConfig;
+use crate::core::{DecisionCore, KeyCheck, Message};
+use crate::decision::Source;
+use crate::kafka::config::KafkaConfig;
+use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::sink::{Ack, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka};
+use crate::reason::{Outcome, Reason};
+
+/// How often a progress line is logged.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ProcessorError {
+    #[error("creating the Kafka {client}: {source}")]
+    Client {
+        client: &'static str,
+        source: KafkaError,
+    },
+    #[error("subscribing to {topic}: {source}")]
+    Subscribe { topic: String, source: KafkaError },
+    #[error("enqueueing a record: {0}")]
+    Produce(#[source] KafkaError),
+    #[error("the broker refused the record for input {partition}/{offset}: {error}")]
+    Delivery {
+        partition: i32,
+        offset: i64,
+        error: String,
+    },
+    #[error("input partition {0} or offset {1} is beyond the processor's limits")]
+    OutOfRange(i32, i64),
+}
+
+/// What a run did, for the final log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub invalid: u64,
+    pub coupons_issued: u64,
+}
+
+/// One assigned partition.
+struct Worker {
+    core: DecisionCore,
+    /// Created on the first message, at its offset.
+    tracker: Option<OffsetTracker>,
+    /// Last committed offset.
+    committed: i64,
+    /// Rebalance generation in which the partition was assigned.
+    generation: u64,
+}
+
+struct Shared {
+    workers: HashMap<i32, Worker>,
+    acks: Receiver<Ack>,
+    /// Input topic partition count, for the `wrong_partition` check.
+    partition_count: Option<u32>,
+    /// The first delivery the broker refused; the processor stops on it.
+    failure: Option<ProcessorError>,
+}
+
+struct SourceContext {
+    config: KafkaConfig,
+    core: CoreConfig,
+    sink: Arc<DecisionSink>,
+    shared: Mutex<Shared>,
+    generation: AtomicU64,
+}
+
+impl SourceContext {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock would already have ended the run.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for outstanding records, then applies every acknowledgement.
+    fn drain(&self, shared: &mut Shared) {
+        let timeout = Duration::from_millis(self.config.drain_timeout_ms);
+        if let Err(error) = self.sink.flush(timeout) {
+            warn!(
+                message = "Not every decision was acknowledged in time; their offsets stay uncommitted.",
+                %error,
+                in_flight = self.sink.in_flight()
+            );
+        }
+        apply_acks(shared);
+    }
+
+    /// Commits each listed partition's acknowledged offset (all when `None`).
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        shared: &mut Shared,
+        only: Option<&[i32]>,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        let mut advanced = Vec::new();
+        for (&partition, worker) in &shared.workers {
+            if only.is_some_and(|ps| !ps.contains(&partition)) {
+                continue;
+            }
+            let Some(tracker) = &worker.tracker else {
+                continue;
+            };
+            let offset = tracker.committable();
+            if offset > worker.committed {
+                if let Err(error) = tpl.add_partition_offset(
+                    &self.config.input_topic,
+                    partition,
+                    Offset::Offset(offset),
+                ) {
+                    warn!(message = "Cannot list offset for commit.", %error, partition, offset);
+                    continue;
+                }
+                advanced.push((partition, offset));
+            }
+        }
+        if advanced.is_empty() {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for (partition, offset) in advanced {
+                    if let Some(w) = shared.workers.get_mut(&partition) {
+                        w.committed = offset;
+                    }
+                }
+            }
+            Err(error) => warn!(message = "Failed to commit offsets; will retry.", %error),
+        }
+    }
+}
+
+fn apply_acks(shared: &mut Shared) {
+    while let Ok(ack) = shared.acks.try_recv() {
+        match ack.error {
+            Some(error) => {
+                error!(message = "Broker refused a record.", partition = ack.partition, offset = ack.offset, %error);
+                if shared.failure.is_none() {
+                    shared.failure = Some(ProcessorError::Delivery {
+                        partition: ack.partition,
+                        offset: ack.offset,
+                        error,
+                    });
+                }
+            }
+            None => {
+                if let Some(tracker) = shared
+                    .workers
+                    .get_mut(&ack.partition)
+                    .and_then(|w| w.tracker.as_mut())
+                {
+                    tracker.ack(ack.offset);
+                }
+            }
+        }
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka("consumer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(message = "Consumer error; librdkafka retries.", %error, reason);
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(tpl) = rebalance else {
+            return;
+        };
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let revoked: Vec<i32> = tpl
+            .elements_for_topic(&self.config.input_topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let mut shared = self.lock();
+        self.drain(&mut shared);
+        self.commit(consumer, &mut shared, Some(&revoked));
+        for p in &revoked {
+            shared.workers.remove(p);
+        }
+        info!(
+            message = "Partitions revoked.",
+            ?revoked,
+            remaining = shared.workers.len()
+        );
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(tpl) = rebalance else {
+            if let Rebalance::Error(error) = rebalance {
+                warn!(message = "Rebalance error.", %error);
+            }
+            return;
+        };
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let partition_count = if self.config.verify_partitioning {
+            match consumer.fetch_metadata(Some(&self.config.input_topic), Duration::from_secs(10)) {
+                Ok(m) => m
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == self.config.input_topic)
+                    .map(|t| t.partitions().len() as u32)
+                    .filter(|&n| n > 0),
+                Err(error) => {
+                    warn!(message = "Cannot read the input topic's partition count; wrong_partition is not checked until the next rebalance.", %error);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let assigned: Vec<i32> = tpl
+            .elements_for_topic(&self.config.input_topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let mut shared = self.lock();
+        if partition_count.is_some() {
+            shared.partition_count = partition_count;
+        }
+        for &p in &assigned {
+            shared.workers.entry(p).or_insert_with(|| Worker {
+                core: DecisionCore::new(self.core),
+                tracker: None,
+                committed: -1,
+                generation,
+            });
+        }
+        if !assigned.is_empty() {
+            info!(message = "Partitions assigned.", ?assigned, total = shared.workers.len(), partition_count = ?shared.partition_count);
+        }
+    }
+}
+
+/// Runs the processor until `shutdown` is set, then drains, commits and
+/// leaves the group.
+pub fn run(
+    config: KafkaConfig,
+    core: CoreConfig,
+    shutdown: &AtomicBool,
+) -> Result<RunSummary, ProcessorError> {
+    let (acks_tx, acks_rx) = mpsc::channel();
+    let sink =
+        Arc::new(
+            DecisionSink::new(&config, acks_tx).map_err(|source| ProcessorError::Client {
+                client: "producer",
+                source,
+            })?,
+        );
+    let context = SourceContext {
+        config: config.clone(),
+        core,
+        sink: Arc::clone(&sink),
+        shared: Mutex::new(Shared {
+            workers: HashMap::new(),
+            acks: acks_rx,
+            partition_count: None,
+            failure: None,
+        }),
+        generation: AtomicU64::new(0),
+    };
+    let consumer: BaseConsumer<SourceContext> = config
+        .consumer_config()
+        .create_with_context(context)
+        .map_err(|source| ProcessorError::Client {
+            client: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&config.input_topic])
+        .map_err(|source| ProcessorError::Subscribe {
+            topic: config.input_topic.clone(),
+            source,
+        })?;
+    info!(
+        message = "Processor started.",
+        brokers = %config.brokers,
+        group = %config.group_id,
+        input = %config.input_topic,
+        output = %config.output_topic,
+        dlq = %config.dlq_topic
+    );
+
+    let mut summary = RunSummary::default();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut batch: Vec<(u64, BorrowedMessage<'_>)> = Vec::with_capacity(config.batch_messages_max);
+    let commit_interval = Duration::from_millis(config.commit_interval_ms);
+    let mut last_commit = Instant::now();
+    let mut last_progress = Instant::now();
+    let context = consumer.context();
+
+    let result = loop {
+        if shutdown.load(Ordering::Relaxed) {
+            break Ok(());
+        }
+        batch.clear();
+        let mut timeout = Duration::from_millis(100);
+        while batch.len() < config.batch_messages_max {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => batch.push((context.generation.load(Ordering::SeqCst), m)),
+                Some(Err(error)) => {
+                    warn!(message = "Consumer error; librdkafka retries.", %error);
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+
+        let mut shared = context.lock();
+        apply_acks(&mut shared);
+        if let Some(failure) = shared.failure.take() {
+            break Err(failure);
+        }
+        let partition_count = if config.verify_partitioning {
+            shared.partition_count
+        } else {
+            None
+        };
+        let mut failed = None;
+        for (generation, m) in &batch {
+            let (partition, offset) = (m.partition(), m.offset());
+            let Some(worker) = shared.workers.get_mut(&partition) else {
+                continue;
+            };
+            if worker.generation > *generation {
+                continue;
+            }
+            if worker
+                .tracker
+                .as_ref()
+                .is_some_and(|t| offset < t.next_offset())
+            {
+                continue;
+            }
+            if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
+                failed = Some(ProcessorError::OutOfRange(partition, offset));
+                break;
+            }
+            let value = m.payload().unwrap_or_default();
+            out.clear();
+            let verdict = worker.core.process(
+                &Message {
+                    value,
+                    source: Source { partition, offset },
+                    key_check: Some(KeyCheck {
+                        key: m.key(),
+                        partition_count,
+                    }),
+                },
+                &mut out,
+            );
+            let mut records = 1;
+            let sent = sink
+                .send_decision(partition, offset, m.key(), &out)
+                .and_then(|()| {
+                    if let (Outcome::Invalid, Some(Reason::Invalid(reason))) =
+                        (verdict.outcome, verdict.reason)
+                    {
+                        records = 2;
+                        sink.send_dead_letter(
+                            &config.input_topic,
+                            partition,
+                            offset,
+                            m.key(),
+                            value,
+                            reason.as_str(),
+                        )
+                    } else {
+                        Ok(())
+                    }
+                });
+            if let Err(error) = sent {
+                failed = Some(ProcessorError::Produce(error));
+                break;
+            }
+            worker
+                .tracker
+                .get_or_insert_with(|| OffsetTracker::new(offset))
+                .record(offset, records);
+            summary.messages += 1;
+            summary.coupons_issued += verdict.coupons_issued as u64;
+            if verdict.outcome == Outcome::Invalid {
+                summary.invalid += 1;
+            }
+        }
+        if let Some(failure) = failed {
+            break Err(failure);
+        }
+        if last_commit.elapsed() >= commit_interval {
+            apply_acks(&mut shared);
+            context.commit(&consumer, &mut shared, None);
+            last_commit = Instant::now();
+        }
+        if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            info!(
+                message = "Progress.",
+                messages = summary.messages,
+                invalid = summary.invalid,
+                partitions = shared.workers.len(),
+                in_flight = sink.in_flight()
+            );
+            last_progress = Instant::now();
+        }
+    };
+    batch.clear();
+
+    info!(
+        message = "Draining before exit.",
+        in_flight = sink.in_flight()
+    );
+    {
+        let mut shared = context.lock();
+        context.drain(&mut shared);
+        context.commit(&consumer, &mut shared, None);
+    }
+    consumer.unsubscribe();
+    info!(
+        message = "Processor stopped.",
+        messages = summary.messages,
+        invalid = summary.invalid
+    );
+    result.map(|()| summary)
+}

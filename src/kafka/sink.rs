@@ -1,0 +1,203 @@
+//! [`DecisionSink`]: produces decisions and dead letters with an idempotent
+//! producer and reports each acknowledgement, tagged with the input
+//! partition and offset it answers, on a channel the processor drains.
+
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use tracing::{debug, error, info, warn};
+
+use crate::kafka::config::KafkaConfig;
+
+/// Largest input partition number the delivery tag can carry.
+pub const PARTITION_MAX: i32 = (1 << 15) - 1;
+/// Largest input offset the delivery tag can carry.
+pub const OFFSET_MAX: i64 = (1 << 48) - 1;
+
+/// The broker's answer for one produced record.
+#[derive(Debug)]
+pub struct Ack {
+    pub partition: i32,
+    pub offset: i64,
+    /// `None` when the record is durably written.
+    pub error: Option<String>,
+}
+
+/// Packs an input (partition, offset) into librdkafka's per-message opaque
+/// pointer, so acknowledging costs no allocation.
+fn tag(partition: i32, offset: i64) -> usize {
+    debug_assert!((0..=PARTITION_MAX).contains(&partition));
+    debug_assert!((0..=OFFSET_MAX).contains(&offset));
+    ((partition as usize) << 48) | offset as usize
+}
+
+fn untag(tag: usize) -> (i32, i64) {
+    ((tag >> 48) as i32, (tag & ((1 << 48) - 1)) as i64)
+}
+
+pub struct AckContext {
+    acks: Sender<Ack>,
+}
+
+impl ClientContext for AckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka("producer", level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(message = "Producer error; librdkafka retries.", %error, reason);
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (partition, offset) = untag(opaque);
+        let error = result.as_ref().err().map(|(e, _)| e.to_string());
+        // The receiver is gone only while the processor shuts down.
+        let _ = self.acks.send(Ack {
+            partition,
+            offset,
+            error,
+        });
+    }
+}
+
+/// Forwards librdkafka's log lines to `tracing`.
+pub fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => error!(client, fac, message),
+        RDKafkaLogLevel::Warning => warn!(client, fac, message),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(client, fac, message),
+        RDKafkaLogLevel::Debug => debug!(client, fac, message),
+    }
+}
+
+pub struct DecisionSink {
+    producer: ThreadedProducer<AckContext>,
+    output_topic: String,
+    dlq_topic: String,
+}
+
+impl DecisionSink {
+    pub fn new(config: &KafkaConfig, acks: Sender<Ack>) -> Result<DecisionSink, KafkaError> {
+        let producer = config
+            .producer_config()
+            .create_with_context(AckContext { acks })?;
+        Ok(DecisionSink {
+            producer,
+            output_topic: config.output_topic.clone(),
+            dlq_topic: config.dlq_topic.clone(),
+        })
+    }
+
+    /// Produces the decision for input (`partition`, `offset`) under the
+    /// input's key.
+    pub fn send_decision(
+        &self,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        decision: &[u8],
+    ) -> Result<(), KafkaError> {
+        let mut record = BaseRecord::with_opaque_to(&self.output_topic, tag(partition, offset))
+            .payload(decision);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.send(record)
+    }
+
+    /// Produces an invalid input value, byte for byte, to the dead-letter
+    /// topic with the contract's headers.
+    pub fn send_dead_letter(
+        &self,
+        source_topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        reason: &str,
+    ) -> Result<(), KafkaError> {
+        let partition_text = partition.to_string();
+        let offset_text = offset.to_string();
+        let headers = OwnedHeaders::new_with_capacity(4)
+            .insert(Header {
+                key: "error",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(source_topic),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(&partition_text),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(&offset_text),
+            });
+        let mut record = BaseRecord::with_opaque_to(&self.dlq_topic, tag(partition, offset))
+            .payload(value)
+            .headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        self.send(record)
+    }
+
+    /// Enqueues a record, waiting while librdkafka's queue is full (the
+    /// broker is slow or away): backpressure, never a dropped decision.
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
+        let mut waited_ms = 0u64;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    if waited_ms.is_multiple_of(10_000) {
+                        warn!(
+                            message = "Producer queue full; waiting for the broker.",
+                            waited_ms
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    waited_ms += 5;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// Waits until every enqueued record is acknowledged or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+
+    /// Records enqueued and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_round_trip() {
+        for (p, o) in [(0, 0), (5, 123_456_789), (PARTITION_MAX, OFFSET_MAX)] {
+            assert_eq!(untag(tag(p, o)), (p, o));
+        }
+    }
+}
