@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
 use coupon_stream::core::DecisionCore;
 use coupon_stream::kafka::config::{KafkaConfig, parse_property};
-use coupon_stream::kafka::processor;
+use coupon_stream::kafka::{load_producer, processor};
 use coupon_stream::reason::Outcome;
 use coupon_stream::replay::replay;
 use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
@@ -183,9 +183,25 @@ struct LoadgenArgs {
     /// Fraction of events that are invalid values (0 to 1).
     #[arg(long, env = "COUPON_STREAM_LOADGEN_INVALID_FRACTION", default_value_t = 0.005, value_parser = parse_fraction)]
     invalid_fraction: f64,
-    /// Write JSON lines to this file (`-` for standard output).
+    /// Write JSON lines to this file (`-` for standard output) instead of producing to Kafka.
     #[arg(long, short, env = "COUPON_STREAM_LOADGEN_OUTPUT")]
-    output: PathBuf,
+    output: Option<PathBuf>,
+    /// Kafka bootstrap servers to produce to (unless --output is given).
+    #[arg(long, env = "COUPON_STREAM_BROKERS", default_value = "localhost:9092")]
+    brokers: String,
+    /// Topic to produce to.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_INPUT_TOPIC",
+        default_value = "coupon-events"
+    )]
+    topic: String,
+    /// Most events per second when producing; 0 for as fast as possible.
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_RATE", default_value_t = 0)]
+    rate: u64,
+    /// A librdkafka property for the producer, e.g. -X security.protocol=SSL; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
+    properties: Vec<(String, String)>,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -337,7 +353,6 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
 }
 
 fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
-    let mut output = open_output(Some(&args.output))?;
     let mut workload = Workload::new(WorkloadConfig {
         profile: args.profile,
         sellers: args.sellers,
@@ -346,6 +361,10 @@ fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         duplicate_fraction: args.duplicate_fraction,
         invalid_fraction: args.invalid_fraction,
     });
+    let Some(path) = &args.output else {
+        return produce_load(&args, &mut workload);
+    };
+    let mut output = open_output(Some(path))?;
     let started = Instant::now();
     let mut value = Vec::with_capacity(512);
     let mut block = Vec::with_capacity(1 << 20);
@@ -360,12 +379,42 @@ fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     }
     output.write_all(&block)?;
     output.flush()?;
-    if io::stderr().is_terminal() || args.output.as_os_str() != "-" {
+    if io::stderr().is_terminal() || path.as_os_str() != "-" {
         eprintln!(
             "generated {} events in {:.3} s",
             args.events,
             started.elapsed().as_secs_f64()
         );
     }
+    Ok(())
+}
+
+fn produce_load(args: &LoadgenArgs, workload: &mut Workload) -> anyhow::Result<()> {
+    let bar = if io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(args.events);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} events, {per_sec}, eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let config = load_producer::producer_config(&args.brokers, &args.properties);
+    let rate = (args.rate > 0).then_some(args.rate);
+    let summary = load_producer::produce(&config, &args.topic, workload, args.events, rate, |n| {
+        bar.set_position(n)
+    })?;
+    bar.finish_and_clear();
+    eprintln!(
+        "produced {} events to {} at {} in {:.3} s ({:.0} events/s), all acknowledged",
+        summary.events,
+        args.topic,
+        args.brokers,
+        summary.seconds,
+        summary.events as f64 / summary.seconds.max(1e-9)
+    );
     Ok(())
 }

@@ -158,7 +158,10 @@ fn bad_flags_are_one_line_and_exit_2() {
             .unwrap(),
         "Nowhere/Town",
     );
-    assert_usage_error(&bin().args(["loadgen"]).output().unwrap(), "--output");
+    assert_usage_error(
+        &bin().args(["loadgen", "--rate", "fast"]).output().unwrap(),
+        "fast",
+    );
     assert_usage_error(
         &bin()
             .args(["loadgen", "-o", "-", "--invalid-fraction", "2"])

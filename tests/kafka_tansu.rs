@@ -342,3 +342,63 @@ fn two_processors_split_the_partitions() {
     assert_eq!(owned_a.len() + owned_b.len(), PARTITIONS as usize);
     check_output(&input, &decisions, &dead_letters);
 }
+
+/// `loadgen` produces keyed, murmur2-partitioned traffic that the processor
+/// accepts: no decision may be `key_mismatch` or `wrong_partition`.
+#[test]
+fn loadgen_feeds_the_processor() {
+    let tansu = Tansu::start();
+    for topic in ["coupon-events", "coupon-decisions", "coupon-events-dlq"] {
+        tansu.create_topic(topic, PARTITIONS);
+    }
+    let events = 30_000;
+    let out = Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+        .args([
+            "loadgen",
+            "--brokers",
+            &tansu.brokers(),
+            "--events",
+            &events.to_string(),
+            "--sellers",
+            "30",
+            "--seed",
+            "4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains(&format!("produced {events} events")),
+        "{summary}"
+    );
+
+    let processor = start_processor(&tansu, "coupon-stream-loadgen");
+    let decisions = tansu.read_all(
+        "coupon-decisions",
+        PARTITIONS,
+        events,
+        Duration::from_secs(120),
+    );
+    assert!(terminate(processor).success());
+    assert_eq!(decisions.len(), events);
+    let mut by_reason: HashMap<String, usize> = HashMap::new();
+    for d in &decisions {
+        let v: serde_json::Value = serde_json::from_slice(&d.value).unwrap();
+        let key = v["reason"]
+            .as_str()
+            .unwrap_or(v["outcome"].as_str().unwrap())
+            .to_owned();
+        *by_reason.entry(key).or_default() += 1;
+    }
+    assert_eq!(by_reason.get("key_mismatch"), None, "{by_reason:?}");
+    assert_eq!(by_reason.get("wrong_partition"), None, "{by_reason:?}");
+    assert!(
+        by_reason.get("issued").copied().unwrap_or(0) > 5_000,
+        "{by_reason:?}"
+    );
+}

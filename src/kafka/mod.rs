@@ -3,6 +3,7 @@
 //! connects them with at-least-once delivery.
 
 pub mod config;
+pub mod load_producer;
 pub mod offsets;
 pub mod processor;
 pub mod sink;

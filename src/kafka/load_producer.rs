@@ -1,0 +1,142 @@
+//! Produces generated traffic ([`Workload`]) to a topic, keyed by seller id
+//! with Kafka's murmur2 partitioner, as upstream checkout services must:
+//! the load generator of `coupon-stream loadgen`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientConfig, ClientContext};
+use thiserror::Error;
+
+use crate::workload::Workload;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("creating the producer: {0}")]
+    Client(#[source] KafkaError),
+    #[error("enqueueing an event: {0}")]
+    Produce(#[source] KafkaError),
+    #[error("{failed} of {events} events were not delivered; first error: {first}")]
+    Undelivered {
+        failed: u64,
+        events: u64,
+        first: String,
+    },
+}
+
+/// What a load run produced.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadSummary {
+    pub events: u64,
+    pub seconds: f64,
+}
+
+#[derive(Default)]
+struct DeliveryCounts {
+    failed: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+struct CountingContext(Arc<DeliveryCounts>);
+
+impl ClientContext for CountingContext {}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((error, _)) = result {
+            self.0.failed.fetch_add(1, Ordering::Relaxed);
+            let mut first = self.0.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| error.to_string());
+        }
+    }
+}
+
+/// Produces `events` events from `workload` to `topic`, at most `rate`
+/// events per second (`None`: as fast as the broker takes them), calling
+/// `progress` with the count produced so far every 10,000 events.
+pub fn produce(
+    producer_config: &ClientConfig,
+    topic: &str,
+    workload: &mut Workload,
+    events: u64,
+    rate: Option<u64>,
+    mut progress: impl FnMut(u64),
+) -> Result<LoadSummary, LoadError> {
+    let counts = Arc::new(DeliveryCounts::default());
+    let producer: ThreadedProducer<CountingContext> = producer_config
+        .create_with_context(CountingContext(Arc::clone(&counts)))
+        .map_err(LoadError::Client)?;
+    let started = Instant::now();
+    let mut value = Vec::with_capacity(512);
+    for n in 0..events {
+        if let Some(rate) = rate.filter(|&r| r > 0)
+            && n % 100 == 0
+        {
+            let due = Duration::from_secs_f64(n as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let seller = workload.next_into(&mut value);
+        let key = workload.seller_id(seller).as_bytes();
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((error, _)) => return Err(LoadError::Produce(error)),
+            }
+        }
+        if (n + 1) % 10_000 == 0 {
+            progress(n + 1);
+        }
+    }
+    producer
+        .flush(Duration::from_secs(300))
+        .map_err(LoadError::Produce)?;
+    progress(events);
+    let failed = counts.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = counts
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        return Err(LoadError::Undelivered {
+            failed,
+            events,
+            first,
+        });
+    }
+    Ok(LoadSummary {
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The producer settings for load: idempotent, batched, murmur2 by key.
+/// `properties` (`-X`) are applied last.
+pub fn producer_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "10")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("message.timeout.ms", "120000")
+        .set("queue.buffering.max.messages", "1000000");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
