@@ -87,11 +87,22 @@ impl CoreArgs {
     }
 }
 
+/// Where Kafka is and how to reach it, shared by `run` and `loadgen`.
 #[derive(Args, Debug)]
-struct RunArgs {
+struct KafkaClientArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "COUPON_STREAM_BROKERS", default_value = "localhost:9092")]
     brokers: String,
+    /// A librdkafka property, e.g. -X security.protocol=SASL_SSL; repeatable
+    /// (the environment variable takes several separated by `;`).
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    kafka: KafkaClientArgs,
     /// Consumer group; instances with the same group split the partitions.
     #[arg(long, env = "COUPON_STREAM_GROUP_ID", default_value = "coupon-stream")]
     group_id: String,
@@ -119,10 +130,6 @@ struct RunArgs {
     /// Do not check that each message sits on murmur2(seller_id) mod partition count.
     #[arg(long, env = "COUPON_STREAM_NO_VERIFY_PARTITIONING")]
     no_verify_partitioning: bool,
-    /// A librdkafka property for both clients, e.g. -X security.protocol=SASL_SSL; repeatable
-    /// (the environment variable takes several separated by `;`).
-    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
-    properties: Vec<(String, String)>,
     /// Most messages decided per batch.
     #[arg(long, env = "COUPON_STREAM_BATCH_MESSAGES_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_messages_max: u64,
@@ -186,9 +193,8 @@ struct LoadgenArgs {
     /// Write JSON lines to this file (`-` for standard output) instead of producing to Kafka.
     #[arg(long, short, env = "COUPON_STREAM_LOADGEN_OUTPUT")]
     output: Option<PathBuf>,
-    /// Kafka bootstrap servers to produce to (unless --output is given).
-    #[arg(long, env = "COUPON_STREAM_BROKERS", default_value = "localhost:9092")]
-    brokers: String,
+    #[command(flatten)]
+    kafka: KafkaClientArgs,
     /// Topic to produce to.
     #[arg(
         long,
@@ -199,9 +205,6 @@ struct LoadgenArgs {
     /// Most events per second when producing; 0 for as fast as possible.
     #[arg(long, env = "COUPON_STREAM_LOADGEN_RATE", default_value_t = 0)]
     rate: u64,
-    /// A librdkafka property for the producer, e.g. -X security.protocol=SSL; repeatable.
-    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
-    properties: Vec<(String, String)>,
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {
@@ -299,13 +302,13 @@ fn run_processor(args: RunArgs) -> anyhow::Result<()> {
     let core = args.core.to_config()?;
     init_logging(args.log_format);
     let config = KafkaConfig {
-        brokers: args.brokers,
+        brokers: args.kafka.brokers,
         group_id: args.group_id,
         input_topic: args.input_topic,
         output_topic: args.output_topic,
         dlq_topic: args.dlq_topic,
         verify_partitioning: !args.no_verify_partitioning,
-        properties: args.properties,
+        properties: args.kafka.properties,
         batch_messages_max: args.batch_messages_max as usize,
         commit_interval_ms: args.commit_interval_ms,
         drain_timeout_ms: args.drain_timeout_ms,
@@ -402,7 +405,7 @@ fn produce_load(args: &LoadgenArgs, workload: &mut Workload) -> anyhow::Result<(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let config = load_producer::producer_config(&args.brokers, &args.properties);
+    let config = load_producer::producer_config(&args.kafka.brokers, &args.kafka.properties);
     let rate = (args.rate > 0).then_some(args.rate);
     let summary = load_producer::produce(&config, &args.topic, workload, args.events, rate, |n| {
         bar.set_position(n)
@@ -412,7 +415,7 @@ fn produce_load(args: &LoadgenArgs, workload: &mut Workload) -> anyhow::Result<(
         "produced {} events to {} at {} in {:.3} s ({:.0} events/s), all acknowledged",
         summary.events,
         args.topic,
-        args.brokers,
+        args.kafka.brokers,
         summary.seconds,
         summary.events as f64 / summary.seconds.max(1e-9)
     );

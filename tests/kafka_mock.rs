@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, KeyCheck, Message};
-use coupon_stream::decision::Source;
 use coupon_stream::kafka::config::KafkaConfig;
 use coupon_stream::kafka::processor;
 use coupon_stream::workload::{Workload, WorkloadConfig};
@@ -37,7 +35,7 @@ fn messages(workload: &mut Workload, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)
 fn broker_outage_mid_stream_loses_nothing() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    for topic in ["coupon-events", "coupon-decisions", "coupon-events-dlq"] {
+    for topic in support::TOPICS {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
     let mut workload = Workload::new(WorkloadConfig {
@@ -102,31 +100,7 @@ fn broker_outage_mid_stream_loses_nothing() {
     let summary = run.join().unwrap().expect("processor ends cleanly");
     assert!(summary.messages as usize >= total);
 
-    // Recompute per partition and compare.
-    let mut expected: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
-    for p in 0..PARTITIONS {
-        let mut records: Vec<_> = input.iter().filter(|r| r.partition == p).collect();
-        records.sort_by_key(|r| r.offset);
-        let mut core = DecisionCore::new(CoreConfig::default());
-        for r in records {
-            let mut out = Vec::new();
-            core.process(
-                &Message {
-                    value: &r.value,
-                    source: Source {
-                        partition: p,
-                        offset: r.offset,
-                    },
-                    key_check: Some(KeyCheck {
-                        key: r.key.as_deref(),
-                        partition_count: Some(PARTITIONS as u32),
-                    }),
-                },
-                &mut out,
-            );
-            expected.insert((p, r.offset), out);
-        }
-    }
+    let expected = support::expected_decisions(&input, PARTITIONS);
     let mut seen = HashMap::new();
     for d in &decisions {
         let v: serde_json::Value = serde_json::from_slice(&d.value).unwrap();

@@ -6,13 +6,10 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, KeyCheck, Message};
-use coupon_stream::decision::Source;
 use coupon_stream::workload::{Workload, WorkloadConfig};
 use support::{Record, Tansu};
 
@@ -62,59 +59,77 @@ fn input_messages() -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
     messages
 }
 
-/// What the decision core says about each input record, per partition.
 fn expected_decisions(input: &[Record]) -> HashMap<(i32, i64), Vec<u8>> {
-    let mut by_partition: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
-    for r in input {
-        by_partition.entry(r.partition).or_default().push(r);
-    }
-    let mut expected = HashMap::new();
-    for (partition, mut records) in by_partition {
-        records.sort_by_key(|r| r.offset);
-        let mut core = DecisionCore::new(CoreConfig::default());
-        for r in records {
-            let mut out = Vec::new();
-            core.process(
-                &Message {
-                    value: &r.value,
-                    source: Source {
-                        partition,
-                        offset: r.offset,
-                    },
-                    key_check: Some(KeyCheck {
-                        key: r.key.as_deref(),
-                        partition_count: Some(PARTITIONS as u32),
-                    }),
-                },
-                &mut out,
-            );
-            expected.insert((partition, r.offset), out);
-        }
-    }
-    expected
+    support::expected_decisions(input, PARTITIONS)
 }
 
+/// A broker with the processor's topics and `messages` produced; returns
+/// the input as stored, and how many of its values are invalid.
+fn broker_with_input(
+    tansu: &Tansu,
+    messages: &[(Option<Vec<u8>>, Vec<u8>)],
+) -> (Vec<Record>, usize) {
+    tansu.produce("coupon-events", messages);
+    let input = tansu.read_all(
+        "coupon-events",
+        PARTITIONS,
+        messages.len(),
+        Duration::from_secs(60),
+    );
+    assert_eq!(input.len(), messages.len());
+    let invalid = expected_decisions(&input)
+        .values()
+        .filter(|d| d.windows(19).any(|w| w == b"\"outcome\":\"invalid\""))
+        .count();
+    (input, invalid)
+}
+
+/// The decisions and dead letters, once as many as expected arrived.
+fn read_output(tansu: &Tansu, decisions: usize, dead_letters: usize) -> (Vec<Record>, Vec<Record>) {
+    (
+        tansu.read_all(
+            "coupon-decisions",
+            PARTITIONS,
+            decisions,
+            Duration::from_secs(120),
+        ),
+        tansu.read_all(
+            "coupon-events-dlq",
+            PARTITIONS,
+            dead_letters,
+            Duration::from_secs(30),
+        ),
+    )
+}
+
+fn create_topics(tansu: &Tansu) {
+    for topic in support::TOPICS {
+        tansu.create_topic(topic, PARTITIONS);
+    }
+}
+
+/// Starts the processor binary; warnings go to the test's stderr.
 fn start_processor(tansu: &Tansu, group: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
-        .args([
-            "run",
-            "--brokers",
-            &tansu.brokers(),
-            "--group-id",
-            group,
-            "--commit-interval-ms",
-            "200",
-        ])
+    processor_command(tansu, group)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
 }
 
-/// A processor logging JSON lines to `log`.
+/// A processor logging JSON lines at info level to `log`.
 fn start_logged_processor(tansu: &Tansu, group: &str, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+    processor_command(tansu, group)
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn processor_command(tansu: &Tansu, group: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coupon-stream"));
+    command
         .args([
             "run",
             "--brokers",
@@ -123,14 +138,9 @@ fn start_logged_processor(tansu: &Tansu, group: &str, log: &std::path::Path) -> 
             group,
             "--commit-interval-ms",
             "200",
-            "--log-format",
-            "json",
         ])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+        .stdout(Stdio::null());
+    command
 }
 
 /// Partitions a processor's log says it was assigned, minus those revoked.
@@ -253,38 +263,12 @@ fn check_output(input: &[Record], decisions: &[Record], dead_letters: &[Record])
 #[test]
 fn decisions_match_replay_per_partition() {
     let tansu = Tansu::start();
-    for topic in ["coupon-events", "coupon-decisions", "coupon-events-dlq"] {
-        tansu.create_topic(topic, PARTITIONS);
-    }
-    let messages = input_messages();
+    create_topics(&tansu);
     // Produced before the processor ever ran: a new group starts from the
     // earliest offset, so none may be skipped.
-    tansu.produce("coupon-events", &messages);
-    let input = tansu.read_all(
-        "coupon-events",
-        PARTITIONS,
-        messages.len(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(input.len(), messages.len());
-    let invalid_count = expected_decisions(&input)
-        .values()
-        .filter(|d| d.windows(19).any(|w| w == b"\"outcome\":\"invalid\""))
-        .count();
-
+    let (input, invalid_count) = broker_with_input(&tansu, &input_messages());
     let processor = start_processor(&tansu, "coupon-stream-e2e");
-    let decisions = tansu.read_all(
-        "coupon-decisions",
-        PARTITIONS,
-        input.len(),
-        Duration::from_secs(120),
-    );
-    let dead_letters = tansu.read_all(
-        "coupon-events-dlq",
-        PARTITIONS,
-        invalid_count,
-        Duration::from_secs(30),
-    );
+    let (decisions, dead_letters) = read_output(&tansu, input.len(), invalid_count);
     let status = terminate(processor);
     assert!(
         status.success(),
@@ -296,9 +280,7 @@ fn decisions_match_replay_per_partition() {
 #[test]
 fn two_processors_split_the_partitions() {
     let tansu = Tansu::start();
-    for topic in ["coupon-events", "coupon-decisions", "coupon-events-dlq"] {
-        tansu.create_topic(topic, PARTITIONS);
-    }
+    create_topics(&tansu);
     let dir = std::env::temp_dir().join(format!("coupon-stream-pair-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
@@ -307,30 +289,8 @@ fn two_processors_split_the_partitions() {
     // Let the group settle before input flows: without durable state (a
     // later milestone) a partition that moves mid-stream restarts empty.
     std::thread::sleep(Duration::from_secs(8));
-    let messages = input_messages();
-    tansu.produce("coupon-events", &messages);
-    let input = tansu.read_all(
-        "coupon-events",
-        PARTITIONS,
-        messages.len(),
-        Duration::from_secs(60),
-    );
-    let invalid_count = expected_decisions(&input)
-        .values()
-        .filter(|d| d.windows(19).any(|w| w == b"\"outcome\":\"invalid\""))
-        .count();
-    let decisions = tansu.read_all(
-        "coupon-decisions",
-        PARTITIONS,
-        input.len(),
-        Duration::from_secs(120),
-    );
-    let dead_letters = tansu.read_all(
-        "coupon-events-dlq",
-        PARTITIONS,
-        invalid_count,
-        Duration::from_secs(30),
-    );
+    let (input, invalid_count) = broker_with_input(&tansu, &input_messages());
+    let (decisions, dead_letters) = read_output(&tansu, input.len(), invalid_count);
     let (owned_a, owned_b) = (owned_partitions(&log_a), owned_partitions(&log_b));
     let (sa, sb) = (terminate(a), terminate(b));
     assert!(sa.success() && sb.success(), "exit statuses {sa} {sb}");
@@ -348,9 +308,7 @@ fn two_processors_split_the_partitions() {
 #[test]
 fn loadgen_feeds_the_processor() {
     let tansu = Tansu::start();
-    for topic in ["coupon-events", "coupon-decisions", "coupon-events-dlq"] {
-        tansu.create_topic(topic, PARTITIONS);
-    }
+    create_topics(&tansu);
     let events = 30_000;
     let out = Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
         .args([

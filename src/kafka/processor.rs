@@ -3,9 +3,11 @@
 //! (and, for invalid input, a dead letter), committing input offsets only
 //! after the broker has acknowledged every record they produced.
 //!
-//! One thread runs the loop: it polls a batch of messages, decides them
-//! under one lock of the partition table (taken per batch, never per
-//! message), and commits acknowledged offsets every `commit_interval_ms`.
+//! One thread runs the loop: it polls a batch of messages, splits it by
+//! partition and hands each partition's share to that partition's worker
+//! (its own core, on its own scoped thread when several partitions have
+//! input), under one lock of the partition table taken per batch, never per
+//! message; then it commits acknowledged offsets every `commit_interval_ms`.
 //! Rebalance callbacks run inside `poll` on the same thread: on revoke they
 //! flush the producer, commit what is acknowledged and drop the partition's
 //! state; on assign they start a fresh core. Messages polled before a
@@ -60,6 +62,8 @@ pub enum ProcessorError {
     },
     #[error("input partition {0} or offset {1} is beyond the processor's limits")]
     OutOfRange(i32, i64),
+    #[error("a partition worker panicked")]
+    WorkerPanicked,
 }
 
 /// What a run did, for the final log line.
@@ -79,6 +83,87 @@ struct Worker {
     committed: i64,
     /// Rebalance generation in which the partition was assigned.
     generation: u64,
+    /// Reused buffer for one encoded decision.
+    out: Vec<u8>,
+}
+
+/// One input message as a partition worker sees it: plain slices of the
+/// polled message, so a batch can be shared with the worker threads.
+struct Input<'a> {
+    /// Rebalance generation when the message was polled.
+    generation: u64,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+}
+
+/// Decides one partition's share of a batch, in offset order, and enqueues
+/// its decisions and dead letters.
+fn decide_partition(
+    worker: &mut Worker,
+    partition: i32,
+    inputs: &[Input<'_>],
+    partition_count: Option<u32>,
+    sink: &DecisionSink,
+    input_topic: &str,
+) -> Result<RunSummary, ProcessorError> {
+    let mut summary = RunSummary::default();
+    for input in inputs {
+        let offset = input.offset;
+        // Polled before this partition was (re)assigned: the new assignment
+        // re-reads it from the committed offset.
+        if worker.generation > input.generation {
+            continue;
+        }
+        if worker
+            .tracker
+            .as_ref()
+            .is_some_and(|t| offset < t.next_offset())
+        {
+            continue;
+        }
+        if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
+            return Err(ProcessorError::OutOfRange(partition, offset));
+        }
+        worker.out.clear();
+        let verdict = worker.core.process(
+            &Message {
+                value: input.value,
+                source: Source { partition, offset },
+                key_check: Some(KeyCheck {
+                    key: input.key,
+                    partition_count,
+                }),
+            },
+            &mut worker.out,
+        );
+        sink.send_decision(partition, offset, input.key, &worker.out)
+            .map_err(ProcessorError::Produce)?;
+        let mut records = 1;
+        if let (Outcome::Invalid, Some(Reason::Invalid(reason))) = (verdict.outcome, verdict.reason)
+        {
+            sink.send_dead_letter(
+                input_topic,
+                partition,
+                offset,
+                input.key,
+                input.value,
+                reason.as_str(),
+            )
+            .map_err(ProcessorError::Produce)?;
+            records = 2;
+        }
+        worker
+            .tracker
+            .get_or_insert_with(|| OffsetTracker::new(offset))
+            .record(offset, records);
+        summary.messages += 1;
+        summary.coupons_issued += verdict.coupons_issued as u64;
+        if verdict.outcome == Outcome::Invalid {
+            summary.invalid += 1;
+        }
+    }
+    Ok(summary)
 }
 
 struct Shared {
@@ -261,6 +346,7 @@ impl ConsumerContext for SourceContext {
                 tracker: None,
                 committed: -1,
                 generation,
+                out: Vec::with_capacity(64 * 1024),
             });
         }
         if !assigned.is_empty() {
@@ -319,7 +405,6 @@ pub fn run(
     );
 
     let mut summary = RunSummary::default();
-    let mut out = Vec::with_capacity(64 * 1024);
     let mut batch: Vec<(u64, BorrowedMessage<'_>)> = Vec::with_capacity(config.batch_messages_max);
     let commit_interval = Duration::from_millis(config.commit_interval_ms);
     let mut last_commit = Instant::now();
@@ -354,71 +439,61 @@ pub fn run(
         } else {
             None
         };
-        let mut failed = None;
+        // Split the batch by partition; each partition's messages go to its
+        // own worker, on its own thread when several partitions have input.
+        // A few allocations per batch, none per message.
+        let mut by_partition: HashMap<i32, Vec<Input<'_>>> = HashMap::new();
         for (generation, m) in &batch {
-            let (partition, offset) = (m.partition(), m.offset());
-            let Some(worker) = shared.workers.get_mut(&partition) else {
-                continue;
-            };
-            if worker.generation > *generation {
-                continue;
-            }
-            if worker
-                .tracker
-                .as_ref()
-                .is_some_and(|t| offset < t.next_offset())
-            {
-                continue;
-            }
-            if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
-                failed = Some(ProcessorError::OutOfRange(partition, offset));
-                break;
-            }
-            let value = m.payload().unwrap_or_default();
-            out.clear();
-            let verdict = worker.core.process(
-                &Message {
-                    value,
-                    source: Source { partition, offset },
-                    key_check: Some(KeyCheck {
-                        key: m.key(),
-                        partition_count,
-                    }),
-                },
-                &mut out,
-            );
-            let mut records = 1;
-            let sent = sink
-                .send_decision(partition, offset, m.key(), &out)
-                .and_then(|()| {
-                    if let (Outcome::Invalid, Some(Reason::Invalid(reason))) =
-                        (verdict.outcome, verdict.reason)
-                    {
-                        records = 2;
-                        sink.send_dead_letter(
-                            &config.input_topic,
-                            partition,
-                            offset,
-                            m.key(),
-                            value,
-                            reason.as_str(),
-                        )
-                    } else {
-                        Ok(())
-                    }
-                });
-            if let Err(error) = sent {
-                failed = Some(ProcessorError::Produce(error));
-                break;
-            }
-            worker
-                .tracker
-                .get_or_insert_with(|| OffsetTracker::new(offset))
-                .record(offset, records);
-            summary.messages += 1;
-            summary.coupons_issued += verdict.coupons_issued as u64;
-            if verdict.outcome == Outcome::Invalid {
-                summary.invalid += 1;
+            by_partition.entry(m.partition()).or_default().push(Input {
+                generation: *generation,
+                offset: m.offset(),
+                key: m.key(),
+                value: m.payload().unwrap_or_default(),
+            });
+        }
+        let jobs: Vec<(i32, &mut Worker, &[Input<'_>])> = shared
+            .workers
+            .iter_mut()
+            .filter_map(|(&p, w)| {
+                by_partition
+                    .get(&p)
+                    .filter(|inputs| !inputs.is_empty())
+                    .map(|inputs| (p, w, inputs.as_slice()))
+            })
+            .collect();
+        let decide = |(partition, worker, inputs): (i32, &mut Worker, &[Input<'_>])| {
+            decide_partition(
+                worker,
+                partition,
+                inputs,
+                partition_count,
+                &sink,
+                &config.input_topic,
+            )
+        };
+        let results: Vec<Result<RunSummary, ProcessorError>> = if jobs.len() <= 1 {
+            jobs.into_iter().map(decide).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = jobs
+                    .into_iter()
+                    .map(|job| scope.spawn(move || decide(job)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(Err(ProcessorError::WorkerPanicked)))
+                    .collect()
+            })
+        };
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(delta) => {
+                    summary.messages += delta.messages;
+                    summary.invalid += delta.invalid;
+                    summary.coupons_issued += delta.coupons_issued;
+                }
+                Err(error) => failed = failed.or(Some(error)),
             }
         }
         if let Some(failure) = failed {

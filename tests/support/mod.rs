@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,55 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use coupon_stream::config::CoreConfig;
+use coupon_stream::core::{DecisionCore, KeyCheck, Message as CoreMessage};
+use coupon_stream::decision::Source;
+
+/// The topics the processor uses by default.
+pub const TOPICS: [&str; 3] = ["coupon-events", "coupon-decisions", "coupon-events-dlq"];
+
+/// What the decision core says about each input record, recomputed per
+/// partition in offset order with the Kafka key checks.
+pub fn expected_decisions(input: &[Record], partitions: i32) -> HashMap<(i32, i64), Vec<u8>> {
+    let mut by_partition: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
+    for r in input {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    let mut expected = HashMap::new();
+    for (partition, mut records) in by_partition {
+        records.sort_by_key(|r| r.offset);
+        let mut core = DecisionCore::new(CoreConfig::default());
+        for r in records {
+            let mut out = Vec::new();
+            core.process(
+                &CoreMessage {
+                    value: &r.value,
+                    source: Source {
+                        partition,
+                        offset: r.offset,
+                    },
+                    key_check: Some(KeyCheck {
+                        key: r.key.as_deref(),
+                        partition_count: Some(partitions as u32),
+                    }),
+                },
+                &mut out,
+            );
+            expected.insert((partition, r.offset), out);
+        }
+    }
+    expected
+}
+
+/// The (partition, offset) a decision answers.
+pub fn decision_source(decision: &Record) -> (i32, i64) {
+    let v: serde_json::Value = serde_json::from_slice(&decision.value).unwrap();
+    (
+        v["source"]["partition"].as_i64().unwrap() as i32,
+        v["source"]["offset"].as_i64().unwrap(),
+    )
+}
 
 pub struct Tansu {
     child: Child,
