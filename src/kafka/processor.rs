@@ -17,6 +17,12 @@
 //! Guarantee: at least once. A crash re-delivers input from the last
 //! commit; state is rebuilt from scratch for now (durable state is a later
 //! milestone), so re-decided messages after a restart see an empty state.
+//!
+//! Known limits (README, "Running against Kafka"): while `send` waits on a
+//! full producer queue the consumer is not polled, so an outage longer than
+//! `max.poll.interval.ms` makes the instance leave the group; and an
+//! acknowledgement arriving after a timed-out revoke flush carries no
+//! assignment epoch, so it could count for a re-assigned partition.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
