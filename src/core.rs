@@ -41,8 +41,6 @@ pub struct Verdict {
     pub outcome: Outcome,
     pub reason: Option<Reason>,
     pub coupons_issued: usize,
-    /// The event's `ts`, for valid events.
-    pub ts: Option<u64>,
 }
 
 pub struct DecisionCore {
@@ -88,7 +86,7 @@ impl DecisionCore {
                     invalid: &invalid,
                 };
                 encode_decision(&decision, out);
-                return verdict(&decision, None);
+                return verdict(&decision);
             }
         };
 
@@ -100,7 +98,7 @@ impl DecisionCore {
                 event: &event,
             };
             encode_decision(&decision, out);
-            return verdict(&decision, Some(event.ts));
+            return verdict(&decision);
         }
 
         let ruling = self.state.apply(&event);
@@ -115,7 +113,7 @@ impl DecisionCore {
             issue_results,
         };
         encode_decision(&decision, out);
-        verdict(&decision, Some(event.ts))
+        verdict(&decision)
     }
 
     /// Sizes of the state, the duplicate window included in `heap_bytes`.
@@ -131,13 +129,12 @@ impl DecisionCore {
     }
 }
 
-fn verdict(decision: &Decision<'_>, ts: Option<u64>) -> Verdict {
+fn verdict(decision: &Decision<'_>) -> Verdict {
     Verdict {
         event_type: decision.event_type(),
         outcome: decision.outcome(),
         reason: decision.reason(),
         coupons_issued: decision.coupons_issued(),
-        ts,
     }
 }
 

@@ -215,10 +215,15 @@ impl Workload {
             return seller;
         }
         self.stream_event(seller, value);
-        if self.recent.len() == RECENT_EVENTS_MAX {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((seller, value.clone()));
+        // Reuse the evicted event's buffer: no allocation per event once
+        // the ring is full.
+        let mut copy = match self.recent.len() {
+            RECENT_EVENTS_MAX => self.recent.pop_front().map(|(_, v)| v).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        copy.clear();
+        copy.extend_from_slice(value);
+        self.recent.push_back((seller, copy));
         seller
     }
 
