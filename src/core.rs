@@ -41,6 +41,8 @@ pub struct Verdict {
     pub outcome: Outcome,
     pub reason: Option<Reason>,
     pub coupons_issued: usize,
+    /// The event's `ts` (ms), when the value was a valid event.
+    pub ts: Option<u64>,
 }
 
 pub struct DecisionCore {
@@ -135,6 +137,10 @@ fn verdict(decision: &Decision<'_>) -> Verdict {
         outcome: decision.outcome(),
         reason: decision.reason(),
         coupons_issued: decision.coupons_issued(),
+        ts: match decision {
+            Decision::Invalid { .. } => None,
+            Decision::Duplicate { event, .. } | Decision::Ruled { event, .. } => Some(event.ts),
+        },
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,8 +15,11 @@ use clap::{Args, Parser, Subcommand};
 
 use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
 use coupon_stream::core::DecisionCore;
+use coupon_stream::health::Health;
+use coupon_stream::http::HttpServer;
 use coupon_stream::kafka::config::{KafkaConfig, parse_property};
-use coupon_stream::kafka::{load_producer, processor};
+use coupon_stream::kafka::load_producer;
+use coupon_stream::kafka::processor::Processor;
 use coupon_stream::reason::Outcome;
 use coupon_stream::replay::replay;
 use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
@@ -35,8 +39,11 @@ enum Command {
     Run(RunArgs),
     /// Decide events offline: one input value per line in, one decision per line out.
     Replay(ReplayArgs),
-    /// Generate contract-valid coupon traffic as JSON lines.
+    /// Generate contract-valid coupon traffic as JSON lines, or produce it to Kafka.
     Loadgen(LoadgenArgs),
+    /// Run everything in one process: an embedded broker, the processor and
+    /// the load generator, with live throughput and /metrics.
+    Demo(DemoArgs),
 }
 
 /// The contract's configuration values, shared by every command that decides.
@@ -142,6 +149,50 @@ struct RunArgs {
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "COUPON_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Address of the HTTP endpoint: /metrics, /healthz, /readyz, /v1/... state queries.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    metrics_addr: SocketAddr,
+    #[command(flatten)]
+    core: CoreArgs,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// A Kafka cluster to run against instead of the embedded broker.
+    #[arg(long, env = "COUPON_STREAM_BROKERS")]
+    brokers: Option<String>,
+    /// A librdkafka property for every client, e.g. -X security.protocol=SSL.
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// How long the load generator runs, in seconds.
+    #[arg(long, env = "COUPON_STREAM_DEMO_DURATION", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    duration: u64,
+    /// Partitions of the demo topics (created if missing).
+    #[arg(long, env = "COUPON_STREAM_DEMO_PARTITIONS", default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
+    /// Events per second offered; 0 for as fast as the broker takes them.
+    #[arg(long, env = "COUPON_STREAM_DEMO_RATE", default_value_t = 150_000)]
+    rate: u64,
+    /// Traffic profile.
+    #[arg(long, env = "COUPON_STREAM_DEMO_PROFILE", value_enum, default_value_t = Profile::FlashSale)]
+    profile: Profile,
+    /// Number of sellers in the generated traffic.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    sellers: u32,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, state queries).
+    #[arg(
+        long,
+        env = "COUPON_STREAM_METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    metrics_addr: SocketAddr,
     #[command(flatten)]
     core: CoreArgs,
 }
@@ -238,6 +289,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_processor(args),
         Command::Replay(args) => run_replay(args),
         Command::Loadgen(args) => run_loadgen(args),
+        Command::Demo(args) => run_demo(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -286,9 +338,10 @@ fn open_output(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn Write>> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
@@ -300,7 +353,7 @@ fn init_logging(format: LogFormat) {
 
 fn run_processor(args: RunArgs) -> anyhow::Result<()> {
     let core = args.core.to_config()?;
-    init_logging(args.log_format);
+    init_logging(args.log_format, "info");
     let config = KafkaConfig {
         brokers: args.kafka.brokers,
         group_id: args.group_id,
@@ -313,14 +366,120 @@ fn run_processor(args: RunArgs) -> anyhow::Result<()> {
         commit_interval_ms: args.commit_interval_ms,
         drain_timeout_ms: args.drain_timeout_ms,
     };
-    // The first SIGTERM or SIGINT asks for a graceful stop (drain, flush,
-    // commit); a second one exits at once with status 1.
+    let shutdown = shutdown_on_signals()?;
+    let metrics = coupon_stream::telemetry::install()?;
+    let health = Arc::new(Health::default());
+    let processor = Processor::new(config, core, Arc::clone(&health));
+    let _http = HttpServer::start(
+        args.metrics_addr,
+        metrics,
+        health,
+        Arc::new(processor.live_state()),
+    )?;
+    processor.run(&shutdown)?;
+    Ok(())
+}
+
+/// The first SIGTERM or SIGINT asks for a graceful stop (drain, flush,
+/// commit); a second one exits at once with status 1.
+fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&shutdown))?;
         signal_hook::flag::register(signal, Arc::clone(&shutdown))?;
     }
-    processor::run(config, core, &shutdown)?;
+    Ok(shutdown)
+}
+
+fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    use coupon_stream::demo::{DemoOptions, run_demo};
+    let core = args.core.to_config()?;
+    // Warnings and errors only: the demo prints its own progress.
+    init_logging(LogFormat::Text, "warn");
+    let shutdown = shutdown_on_signals()?;
+    let options = DemoOptions {
+        brokers: args.brokers,
+        properties: args.properties,
+        duration: std::time::Duration::from_secs(args.duration),
+        partitions: args.partitions,
+        rate: (args.rate > 0).then_some(args.rate),
+        profile: args.profile,
+        sellers: args.sellers,
+        seed: args.seed,
+        metrics_addr: args.metrics_addr,
+        core,
+    };
+    let mut last = (0u64, 0u64, 0f64);
+    let report = run_demo(
+        &options,
+        &shutdown,
+        |tick, progress| {
+            let t = tick.elapsed.as_secs_f64();
+            let dt = (t - last.2).max(1e-9);
+            let counts: Vec<String> = [
+                Outcome::Issued,
+                Outcome::Partial,
+                Outcome::Rejected,
+                Outcome::Accepted,
+                Outcome::Duplicate,
+                Outcome::Invalid,
+            ]
+            .iter()
+            .map(|&o| format!("{}={}", o.as_str(), progress.outcome(o)))
+            .collect();
+            println!(
+                "{:>4.0}s  produced {:>10} ({:>7.0}/s)  decided {:>10} ({:>7.0}/s)  {}",
+                t,
+                tick.produced,
+                (tick.produced - last.0.min(tick.produced)) as f64 / dt,
+                tick.decided,
+                (tick.decided - last.1.min(tick.decided)) as f64 / dt,
+                counts.join(" ")
+            );
+            last = (tick.produced, tick.decided, t);
+        },
+        |brokers, http| {
+            println!(
+                "broker {brokers}; metrics at http://{http}/metrics; producing for {} s (Ctrl-C stops early)",
+                args.duration
+            );
+        },
+    )?;
+    let outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(o, n)| format!("{}={}", o.as_str(), n))
+        .collect();
+    println!(
+        "\nsummary: {} events produced, {} decided in {:.1} s ({:.0} events/s end to end){}",
+        report.produced,
+        report.decided,
+        report.seconds,
+        report.decided as f64 / report.seconds.max(1e-9),
+        if report.caught_up {
+            ""
+        } else {
+            "; the processor had not caught up when the demo stopped"
+        }
+    );
+    println!("outcomes: {}", outcomes.join(" "));
+    println!(
+        "coupons issued: {}; records acknowledged by the broker: {} ({} decisions + {} dead letters{}){}",
+        report.coupons_issued,
+        report.acknowledged,
+        report.decided,
+        report.invalid,
+        if report.acknowledged == report.decided + report.invalid {
+            ", all"
+        } else {
+            ", NOT all"
+        },
+        if report.embedded {
+            "; embedded broker, discarded on exit"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
@@ -407,9 +566,16 @@ fn produce_load(args: &LoadgenArgs, workload: &mut Workload) -> anyhow::Result<(
     };
     let config = load_producer::producer_config(&args.kafka.brokers, &args.kafka.properties);
     let rate = (args.rate > 0).then_some(args.rate);
-    let summary = load_producer::produce(&config, &args.topic, workload, args.events, rate, |n| {
-        bar.set_position(n)
-    })?;
+    let shutdown = shutdown_on_signals()?;
+    let summary = load_producer::produce(
+        &config,
+        &args.topic,
+        workload,
+        args.events,
+        rate,
+        &shutdown,
+        |n| bar.set_position(n),
+    )?;
     bar.finish_and_clear();
     eprintln!(
         "produced {} events to {} at {} in {:.3} s ({:.0} events/s), all acknowledged",

@@ -138,6 +138,8 @@ fn processor_command(tansu: &Tansu, group: &str) -> Command {
             group,
             "--commit-interval-ms",
             "200",
+            "--metrics-addr",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::null());
     command

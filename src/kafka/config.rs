@@ -39,7 +39,9 @@ impl KafkaConfig {
             .set("isolation.level", "read_committed")
             .set("fetch.min.bytes", "65536")
             .set("fetch.wait.max.ms", "50")
-            .set("queued.min.messages", "200000");
+            .set("queued.min.messages", "200000")
+            // Consumer lag per partition and broker state, for the metrics.
+            .set("statistics.interval.ms", "5000");
         self.apply_properties(&mut c);
         c
     }
@@ -57,7 +59,8 @@ impl KafkaConfig {
             // Retry for as long as the broker is away: a decision is never
             // dropped for a transient outage, and offsets wait for it.
             .set("message.timeout.ms", "0")
-            .set("queue.buffering.max.messages", "1000000");
+            .set("queue.buffering.max.messages", "1000000")
+            .set("statistics.interval.ms", "5000");
         self.apply_properties(&mut c);
         c
     }

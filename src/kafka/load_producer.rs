@@ -3,7 +3,7 @@
 //! the load generator of `coupon-stream loadgen`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -58,13 +58,15 @@ impl ProducerContext for CountingContext {
 
 /// Produces `events` events from `workload` to `topic`, at most `rate`
 /// events per second (`None`: as fast as the broker takes them), calling
-/// `progress` with the count produced so far every 10,000 events.
+/// `progress` with the count produced so far every 10,000 events. Stops
+/// early, after delivering what it enqueued, once `stop` is set.
 pub fn produce(
     producer_config: &ClientConfig,
     topic: &str,
     workload: &mut Workload,
     events: u64,
     rate: Option<u64>,
+    stop: &AtomicBool,
     mut progress: impl FnMut(u64),
 ) -> Result<LoadSummary, LoadError> {
     let counts = Arc::new(DeliveryCounts::default());
@@ -73,7 +75,11 @@ pub fn produce(
         .map_err(LoadError::Client)?;
     let started = Instant::now();
     let mut value = Vec::with_capacity(512);
+    let mut produced = 0;
     for n in 0..events {
+        if n % 100 == 0 && stop.load(Ordering::Relaxed) {
+            break;
+        }
         if let Some(rate) = rate.filter(|&r| r > 0)
             && n % 100 == 0
         {
@@ -95,10 +101,12 @@ pub fn produce(
                 Err((error, _)) => return Err(LoadError::Produce(error)),
             }
         }
-        if (n + 1) % 10_000 == 0 {
-            progress(n + 1);
+        produced = n + 1;
+        if produced % 10_000 == 0 {
+            progress(produced);
         }
     }
+    let events = produced;
     producer
         .flush(Duration::from_secs(300))
         .map_err(LoadError::Produce)?;

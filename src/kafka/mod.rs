@@ -2,6 +2,7 @@
 //! producer sink for decisions and dead letters, and the processor loop that
 //! connects them with at-least-once delivery.
 
+pub mod admin;
 pub mod config;
 pub mod load_producer;
 pub mod offsets;

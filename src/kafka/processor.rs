@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 use tracing::{error, info, warn};
@@ -41,10 +43,15 @@ use tracing::{error, info, warn};
 use crate::config::CoreConfig;
 use crate::core::{DecisionCore, KeyCheck, Message};
 use crate::decision::Source;
+use crate::health::Health;
+use crate::http::{QueryAnswer, StateQueries};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::sink::{Ack, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka};
+use crate::partitioner::partition_for;
 use crate::reason::{Outcome, Reason};
+use crate::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
+use crate::telemetry::{self, BatchTally, Progress};
 
 /// How often a progress line is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -91,6 +98,8 @@ struct Worker {
     generation: u64,
     /// Reused buffer for one encoded decision.
     out: Vec<u8>,
+    /// This batch's counts, flushed to the metrics after the batch.
+    tally: BatchTally,
 }
 
 /// One input message as a partition worker sees it: plain slices of the
@@ -112,6 +121,7 @@ fn decide_partition(
     partition_count: Option<u32>,
     sink: &DecisionSink,
     input_topic: &str,
+    now_ms: u64,
 ) -> Result<RunSummary, ProcessorError> {
     let mut summary = RunSummary::default();
     for input in inputs {
@@ -158,7 +168,9 @@ fn decide_partition(
             )
             .map_err(ProcessorError::Produce)?;
             records = 2;
+            worker.tally.record_dead_letter();
         }
+        worker.tally.record(&verdict, now_ms);
         worker
             .tracker
             .get_or_insert_with(|| OffsetTracker::new(offset))
@@ -185,8 +197,10 @@ struct SourceContext {
     config: KafkaConfig,
     core: CoreConfig,
     sink: Arc<DecisionSink>,
-    shared: Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
     generation: AtomicU64,
+    health: Arc<Health>,
+    progress: Arc<Progress>,
 }
 
 impl SourceContext {
@@ -205,7 +219,7 @@ impl SourceContext {
                 in_flight = self.sink.in_flight()
             );
         }
-        apply_acks(shared);
+        apply_acks(shared, &self.progress);
     }
 
     /// Commits each listed partition's acknowledged offset (all when `None`).
@@ -242,21 +256,27 @@ impl SourceContext {
         }
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
+                metrics::counter!(telemetry::COMMITS).increment(1);
                 for (partition, offset) in advanced {
                     if let Some(w) = shared.workers.get_mut(&partition) {
                         w.committed = offset;
                     }
                 }
             }
-            Err(error) => warn!(message = "Failed to commit offsets; will retry.", %error),
+            Err(error) => {
+                metrics::counter!(telemetry::COMMIT_ERRORS).increment(1);
+                warn!(message = "Failed to commit offsets; will retry.", %error);
+            }
         }
     }
 }
 
-fn apply_acks(shared: &mut Shared) {
+fn apply_acks(shared: &mut Shared, progress: &Progress) {
+    let mut acknowledged = 0;
     while let Ok(ack) = shared.acks.try_recv() {
         match ack.error {
             Some(error) => {
+                metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
                 error!(message = "Broker refused a record.", partition = ack.partition, offset = ack.offset, %error);
                 if shared.failure.is_none() {
                     shared.failure = Some(ProcessorError::Delivery {
@@ -267,6 +287,7 @@ fn apply_acks(shared: &mut Shared) {
                 }
             }
             None => {
+                acknowledged += 1;
                 if let Some(tracker) = shared
                     .workers
                     .get_mut(&ack.partition)
@@ -277,6 +298,7 @@ fn apply_acks(shared: &mut Shared) {
             }
         }
     }
+    progress.add_acknowledged(acknowledged);
 }
 
 impl ClientContext for SourceContext {
@@ -285,7 +307,34 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        metrics::counter!(telemetry::BROKER_ERRORS).increment(1);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_brokers_down(true);
+        }
         warn!(message = "Consumer error; librdkafka retries.", %error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.health.set_brokers_down(false);
+        }
+        let Some(topic) = statistics.topics.get(&self.config.input_topic) else {
+            return;
+        };
+        let owned: Vec<i32> = self.lock().workers.keys().copied().collect();
+        for (&partition, p) in &topic.partitions {
+            // -1: librdkafka does not know yet; partitions not owned are
+            // reported as 0 rather than left stale.
+            let lag = if owned.contains(&partition) {
+                p.consumer_lag.max(0)
+            } else {
+                0
+            };
+            if partition >= 0 {
+                metrics::gauge!(telemetry::CONSUMER_LAG, "partition" => partition.to_string())
+                    .set(lag as f64);
+            }
+        }
     }
 }
 
@@ -306,6 +355,7 @@ impl ConsumerContext for SourceContext {
         for p in &revoked {
             shared.workers.remove(p);
         }
+        metrics::gauge!(telemetry::ASSIGNED_PARTITIONS).set(shared.workers.len() as f64);
         info!(
             message = "Partitions revoked.",
             ?revoked,
@@ -321,7 +371,8 @@ impl ConsumerContext for SourceContext {
             return;
         };
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let partition_count = if self.config.verify_partitioning {
+        // Read even when the check is off: state queries locate sellers by it.
+        let partition_count = {
             match consumer.fetch_metadata(Some(&self.config.input_topic), Duration::from_secs(10)) {
                 Ok(m) => m
                     .topics()
@@ -334,8 +385,6 @@ impl ConsumerContext for SourceContext {
                     None
                 }
             }
-        } else {
-            None
         };
         let assigned: Vec<i32> = tpl
             .elements_for_topic(&self.config.input_topic)
@@ -353,73 +402,189 @@ impl ConsumerContext for SourceContext {
                 committed: -1,
                 generation,
                 out: Vec::with_capacity(64 * 1024),
+                tally: BatchTally::default(),
             });
         }
+        metrics::gauge!(telemetry::ASSIGNED_PARTITIONS).set(shared.workers.len() as f64);
+        self.health.set_assigned(true);
         if !assigned.is_empty() {
             info!(message = "Partitions assigned.", ?assigned, total = shared.workers.len(), partition_count = ?shared.partition_count);
         }
     }
 }
 
-/// Runs the processor until `shutdown` is set, then drains, commits and
-/// leaves the group.
-pub fn run(
+/// The processor's partition table, shared with the HTTP state queries.
+#[derive(Clone)]
+pub struct LiveState {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl LiveState {
+    fn lookup<T>(
+        &self,
+        seller_id: &str,
+        view: impl FnOnce(&DecisionCore) -> Option<T>,
+    ) -> QueryAnswer<T> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(count) = shared.partition_count else {
+            return QueryAnswer::Unavailable("the input topic's partition count is not known yet");
+        };
+        let partition = partition_for(seller_id.as_bytes(), count) as i32;
+        match shared.workers.get(&partition) {
+            None => QueryAnswer::NotOwned { partition },
+            Some(worker) => match view(&worker.core) {
+                Some(found) => QueryAnswer::Found(found),
+                None => QueryAnswer::NotFound { partition },
+            },
+        }
+    }
+}
+
+impl StateQueries for LiveState {
+    fn campaign(&self, seller_id: &str, campaign_id: &str) -> QueryAnswer<CampaignView> {
+        self.lookup(seller_id, |core| {
+            campaign_view(core.state(), core.watermark(), seller_id, campaign_id)
+        })
+    }
+
+    fn coupon(&self, seller_id: &str, coupon_id: &str) -> QueryAnswer<CouponView> {
+        self.lookup(seller_id, |core| {
+            coupon_view(core.state(), core.watermark(), seller_id, coupon_id)
+        })
+    }
+}
+
+/// One consumer-group member: build it, hand its [`LiveState`] and
+/// [`Progress`] to the adapters that read them, then [`Processor::run`].
+pub struct Processor {
     config: KafkaConfig,
     core: CoreConfig,
-    shutdown: &AtomicBool,
-) -> Result<RunSummary, ProcessorError> {
-    let (acks_tx, acks_rx) = mpsc::channel();
-    let sink =
-        Arc::new(
-            DecisionSink::new(&config, acks_tx).map_err(|source| ProcessorError::Client {
-                client: "producer",
-                source,
+    health: Arc<Health>,
+    progress: Arc<Progress>,
+    live: LiveState,
+    acks: mpsc::Sender<Ack>,
+}
+
+impl Processor {
+    pub fn new(config: KafkaConfig, core: CoreConfig, health: Arc<Health>) -> Processor {
+        let (acks, acks_rx) = mpsc::channel();
+        Processor {
+            config,
+            core,
+            health,
+            progress: Arc::new(Progress::default()),
+            live: LiveState {
+                shared: Arc::new(Mutex::new(Shared {
+                    workers: HashMap::new(),
+                    acks: acks_rx,
+                    partition_count: None,
+                    failure: None,
+                })),
+            },
+            acks,
+        }
+    }
+
+    pub fn live_state(&self) -> LiveState {
+        self.live.clone()
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// Runs until `shutdown` is set, then drains, commits and leaves the
+    /// group.
+    pub fn run(self, shutdown: &AtomicBool) -> Result<RunSummary, ProcessorError> {
+        let Processor {
+            config,
+            core,
+            health,
+            progress,
+            live,
+            acks,
+        } = self;
+        let sink = Arc::new(
+            DecisionSink::new(&config, acks, Arc::clone(&health)).map_err(|source| {
+                ProcessorError::Client {
+                    client: "producer",
+                    source,
+                }
             })?,
         );
-    let context = SourceContext {
-        config: config.clone(),
-        core,
-        sink: Arc::clone(&sink),
-        shared: Mutex::new(Shared {
-            workers: HashMap::new(),
-            acks: acks_rx,
-            partition_count: None,
-            failure: None,
-        }),
-        generation: AtomicU64::new(0),
-    };
-    let consumer: BaseConsumer<SourceContext> = config
-        .consumer_config()
-        .create_with_context(context)
-        .map_err(|source| ProcessorError::Client {
-            client: "consumer",
-            source,
-        })?;
-    consumer
-        .subscribe(&[&config.input_topic])
-        .map_err(|source| ProcessorError::Subscribe {
-            topic: config.input_topic.clone(),
-            source,
-        })?;
-    info!(
-        message = "Processor started.",
-        brokers = %config.brokers,
-        group = %config.group_id,
-        input = %config.input_topic,
-        output = %config.output_topic,
-        dlq = %config.dlq_topic
-    );
+        let context = SourceContext {
+            config: config.clone(),
+            core,
+            sink: Arc::clone(&sink),
+            shared: live.shared,
+            generation: AtomicU64::new(0),
+            health: Arc::clone(&health),
+            progress: Arc::clone(&progress),
+        };
+        let consumer: BaseConsumer<SourceContext> = config
+            .consumer_config()
+            .create_with_context(context)
+            .map_err(|source| ProcessorError::Client {
+                client: "consumer",
+                source,
+            })?;
+        consumer
+            .subscribe(&[&config.input_topic])
+            .map_err(|source| ProcessorError::Subscribe {
+                topic: config.input_topic.clone(),
+                source,
+            })?;
+        info!(
+            message = "Processor started.",
+            brokers = %config.brokers,
+            group = %config.group_id,
+            input = %config.input_topic,
+            output = %config.output_topic,
+            dlq = %config.dlq_topic
+        );
+        let result = consume(&consumer, &config, &sink, &progress, shutdown);
+        health.set_stopping();
+        let context = consumer.context();
+        info!(
+            message = "Draining before exit.",
+            in_flight = sink.in_flight()
+        );
+        {
+            let mut shared = context.lock();
+            context.drain(&mut shared);
+            context.commit(&consumer, &mut shared, None);
+        }
+        consumer.unsubscribe();
+        if let Ok(summary) = &result {
+            info!(
+                message = "Processor stopped.",
+                messages = summary.messages,
+                invalid = summary.invalid
+            );
+        }
+        result
+    }
+}
 
+/// The poll, decide, commit loop.
+fn consume(
+    consumer: &BaseConsumer<SourceContext>,
+    config: &KafkaConfig,
+    sink: &DecisionSink,
+    progress: &Progress,
+    shutdown: &AtomicBool,
+) -> Result<RunSummary, ProcessorError> {
     let mut summary = RunSummary::default();
     let mut batch: Vec<(u64, BorrowedMessage<'_>)> = Vec::with_capacity(config.batch_messages_max);
     let commit_interval = Duration::from_millis(config.commit_interval_ms);
     let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
     let context = consumer.context();
+    let batch_duration = metrics::histogram!(telemetry::BATCH_DURATION);
 
-    let result = loop {
+    loop {
         if shutdown.load(Ordering::Relaxed) {
-            break Ok(());
+            return Ok(summary);
         }
         batch.clear();
         let mut timeout = Duration::from_millis(100);
@@ -434,11 +599,16 @@ pub fn run(
             }
             timeout = Duration::ZERO;
         }
+        if !batch.is_empty() {
+            context.health.set_brokers_down(false);
+        }
+        let started = Instant::now();
+        let now_ms = wall_clock_ms();
 
         let mut shared = context.lock();
-        apply_acks(&mut shared);
+        apply_acks(&mut shared, progress);
         if let Some(failure) = shared.failure.take() {
-            break Err(failure);
+            return Err(failure);
         }
         let partition_count = if config.verify_partitioning {
             shared.partition_count
@@ -473,8 +643,9 @@ pub fn run(
                 partition,
                 inputs,
                 partition_count,
-                &sink,
+                sink,
                 &config.input_topic,
+                now_ms,
             )
         };
         let results: Vec<Result<RunSummary, ProcessorError>> = if jobs.len() <= 1 {
@@ -491,6 +662,10 @@ pub fn run(
                     .collect()
             })
         };
+        for worker in shared.workers.values_mut() {
+            progress.add(&worker.tally);
+            worker.tally.flush();
+        }
         let mut failed = None;
         for result in results {
             match result {
@@ -503,14 +678,18 @@ pub fn run(
             }
         }
         if let Some(failure) = failed {
-            break Err(failure);
+            return Err(failure);
+        }
+        if !batch.is_empty() {
+            batch_duration.record(started.elapsed().as_secs_f64());
         }
         if last_commit.elapsed() >= commit_interval {
-            apply_acks(&mut shared);
-            context.commit(&consumer, &mut shared, None);
+            apply_acks(&mut shared, progress);
+            context.commit(consumer, &mut shared, None);
             last_commit = Instant::now();
         }
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
+            publish_state_size(&shared);
             info!(
                 message = "Progress.",
                 messages = summary.messages,
@@ -520,23 +699,36 @@ pub fn run(
             );
             last_progress = Instant::now();
         }
-    };
-    batch.clear();
-
-    info!(
-        message = "Draining before exit.",
-        in_flight = sink.in_flight()
-    );
-    {
-        let mut shared = context.lock();
-        context.drain(&mut shared);
-        context.commit(&consumer, &mut shared, None);
     }
-    consumer.unsubscribe();
-    info!(
-        message = "Processor stopped.",
-        messages = summary.messages,
-        invalid = summary.invalid
-    );
-    result.map(|()| summary)
+}
+
+/// Sets the state-size gauges from every assigned partition.
+fn publish_state_size(shared: &Shared) {
+    let (mut coupons, mut campaigns, mut bytes) = (0u64, 0u64, 0u64);
+    for worker in shared.workers.values() {
+        let stats = worker.core.stats();
+        coupons += stats.coupons;
+        campaigns += stats.campaigns as u64;
+        bytes += stats.heap_bytes as u64;
+    }
+    metrics::gauge!(telemetry::STATE_COUPONS).set(coupons as f64);
+    metrics::gauge!(telemetry::STATE_CAMPAIGNS).set(campaigns as f64);
+    metrics::gauge!(telemetry::STATE_BYTES).set(bytes as f64);
+}
+
+/// Milliseconds since the Unix epoch, for the event-time lag metric only:
+/// decisions never read the clock.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs a processor with no HTTP adapter reading its state or health.
+pub fn run(
+    config: KafkaConfig,
+    core: CoreConfig,
+    shutdown: &AtomicBool,
+) -> Result<RunSummary, ProcessorError> {
+    Processor::new(config, core, Arc::new(Health::default())).run(shutdown)
 }

@@ -2,6 +2,7 @@
 //! producer and reports each acknowledgement, tagged with the input
 //! partition and offset it answers, on a channel the processor drains.
 
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -10,9 +11,12 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use tracing::{debug, error, info, warn};
 
+use crate::health::Health;
 use crate::kafka::config::KafkaConfig;
+use crate::telemetry;
 
 /// Largest input partition number the delivery tag can carry.
 pub const PARTITION_MAX: i32 = (1 << 15) - 1;
@@ -42,6 +46,7 @@ fn untag(tag: usize) -> (i32, i64) {
 
 pub struct AckContext {
     acks: Sender<Ack>,
+    health: Arc<Health>,
 }
 
 impl ClientContext for AckContext {
@@ -50,7 +55,16 @@ impl ClientContext for AckContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        metrics::counter!(telemetry::BROKER_ERRORS).increment(1);
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_brokers_down(true);
+        }
         warn!(message = "Producer error; librdkafka retries.", %error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let retries: u64 = statistics.brokers.values().map(|b| b.txretries).sum();
+        metrics::counter!(telemetry::PRODUCE_RETRIES).absolute(retries);
     }
 }
 
@@ -89,10 +103,14 @@ pub struct DecisionSink {
 }
 
 impl DecisionSink {
-    pub fn new(config: &KafkaConfig, acks: Sender<Ack>) -> Result<DecisionSink, KafkaError> {
+    pub fn new(
+        config: &KafkaConfig,
+        acks: Sender<Ack>,
+        health: Arc<Health>,
+    ) -> Result<DecisionSink, KafkaError> {
         let producer = config
             .producer_config()
-            .create_with_context(AckContext { acks })?;
+            .create_with_context(AckContext { acks, health })?;
         Ok(DecisionSink {
             producer,
             output_topic: config.output_topic.clone(),

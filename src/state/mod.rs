@@ -7,6 +7,7 @@ pub mod coupon_ledger;
 pub mod daily_quota;
 pub mod holdings;
 pub mod partition_state;
+pub mod query;
 pub mod seller;
 
 pub use partition_state::{PartitionState, Ruling, StateStats, UserResult};

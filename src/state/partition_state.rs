@@ -310,6 +310,11 @@ impl PartitionState {
         self.users.resolve(user)
     }
 
+    /// The id behind an interned order handle.
+    pub fn order_id(&self, order: u32) -> &str {
+        self.orders.resolve(order)
+    }
+
     /// Sizes of the state.
     pub fn stats(&self) -> StateStats {
         let mut stats = StateStats {
