@@ -77,7 +77,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_owned()), &BATCH_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).map_err(|e| BuildError::FailedToSetGlobalRecorder(e))?;
+    metrics::set_global_recorder(recorder).map_err(BuildError::FailedToSetGlobalRecorder)?;
     describe();
     // Present from the first scrape, before any traffic.
     metrics::gauge!(READY).set(0.0);

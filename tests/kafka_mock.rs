@@ -1,5 +1,6 @@
 //! Broker trouble, on librdkafka's in-process mock cluster: the broker goes
-//! down in the middle of a stream and comes back. The processor must wait,
+//! down in the middle of a stream and comes back; produce and commit
+//! requests fail with retriable errors. The processor must wait, retry,
 //! resume, and lose nothing: every input offset gets exactly the decision
 //! the core computes for it, and the run ends cleanly on shutdown.
 
@@ -15,6 +16,7 @@ use coupon_stream::kafka::config::KafkaConfig;
 use coupon_stream::kafka::processor;
 use coupon_stream::workload::{Workload, WorkloadConfig};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 2;
 
@@ -48,18 +50,7 @@ fn broker_outage_mid_stream_loses_nothing() {
     support::produce(&brokers, "coupon-events", &first);
 
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = KafkaConfig {
-        brokers: brokers.clone(),
-        group_id: "coupon-stream-mock".into(),
-        input_topic: "coupon-events".into(),
-        output_topic: "coupon-decisions".into(),
-        dlq_topic: "coupon-events-dlq".into(),
-        verify_partitioning: true,
-        properties: vec![],
-        batch_messages_max: 100,
-        commit_interval_ms: 200,
-        drain_timeout_ms: 30_000,
-    };
+    let config = mock_config(&brokers);
     let run = {
         let shutdown = Arc::clone(&shutdown);
         std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
@@ -81,6 +72,79 @@ fn broker_outage_mid_stream_loses_nothing() {
     support::produce(&brokers, "coupon-events", &second);
 
     let total = first.len() + second.len();
+    let summary = finish(&brokers, total, &shutdown, run);
+    assert!(summary.messages as usize >= total);
+}
+
+/// Produce and offset-commit requests fail with retriable errors: the
+/// producer retries (idempotently) and the commit is retried at the next
+/// interval; nothing is lost or decided differently.
+#[test]
+fn retriable_request_errors_lose_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    for topic in support::TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let mut workload = Workload::new(WorkloadConfig {
+        sellers: 10,
+        users: 500,
+        seed: 6,
+        ..WorkloadConfig::default()
+    });
+    let input = messages(&mut workload, 400);
+    support::produce(&brokers, "coupon-events", &input);
+    // Injected after the input is in: only the processor's requests fail.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+        ],
+    );
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        ],
+    );
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = mock_config(&brokers);
+    let run = {
+        let shutdown = Arc::clone(&shutdown);
+        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
+    };
+    let summary = finish(&brokers, input.len(), &shutdown, run);
+    assert_eq!(summary.messages as usize, input.len());
+}
+
+fn mock_config(brokers: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: brokers.to_owned(),
+        group_id: "coupon-stream-mock".into(),
+        input_topic: "coupon-events".into(),
+        output_topic: "coupon-decisions".into(),
+        dlq_topic: "coupon-events-dlq".into(),
+        verify_partitioning: true,
+        properties: vec![],
+        batch_messages_max: 100,
+        commit_interval_ms: 200,
+        drain_timeout_ms: 30_000,
+    }
+}
+
+/// Waits for a decision per input message, stops the processor, and checks
+/// every decision against the core's recomputation.
+fn finish(
+    brokers: &str,
+    total: usize,
+    shutdown: &AtomicBool,
+    run: std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>,
+) -> processor::RunSummary {
+    let brokers = brokers.to_owned();
     let input = support::read_all(
         &brokers,
         "coupon-events",
@@ -98,7 +162,6 @@ fn broker_outage_mid_stream_loses_nothing() {
     );
     shutdown.store(true, Ordering::Relaxed);
     let summary = run.join().unwrap().expect("processor ends cleanly");
-    assert!(summary.messages as usize >= total);
 
     let expected = support::expected_decisions(&input, PARTITIONS);
     let mut seen = HashMap::new();
@@ -112,4 +175,5 @@ fn broker_outage_mid_stream_loses_nothing() {
         seen.insert(src, ());
     }
     assert_eq!(seen.len(), total, "every input offset has its decision");
+    summary
 }
