@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::broker::{BrokerChoice, BrokerError};
 use crate::config::CoreConfig;
 use crate::health::Health;
 use crate::http::{HttpError, HttpServer};
@@ -29,13 +30,8 @@ const TOPIC_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Error)]
 pub enum DemoError {
-    #[error(
-        "this build has no embedded broker (feature `embedded-broker`); pass --brokers HOST:PORT"
-    )]
-    NoBroker,
-    #[cfg(feature = "embedded-broker")]
     #[error(transparent)]
-    Broker(#[from] crate::embedded_broker::EmbeddedBrokerError),
+    Broker(#[from] BrokerError),
     #[error(transparent)]
     Topics(#[from] AdminError),
     #[error("installing the metrics recorder: {0}")]
@@ -101,19 +97,8 @@ pub fn run_demo(
     mut on_tick: impl FnMut(&Tick, &Progress),
     on_ready: impl FnOnce(&str, SocketAddr),
 ) -> Result<DemoReport, DemoError> {
-    #[cfg(feature = "embedded-broker")]
-    let embedded = match options.brokers {
-        Some(_) => None,
-        None => Some(crate::embedded_broker::EmbeddedBroker::start(1)?),
-    };
-    #[cfg(feature = "embedded-broker")]
-    let brokers = match (&options.brokers, &embedded) {
-        (Some(b), _) => b.clone(),
-        (None, Some(e)) => e.bootstrap_servers(),
-        (None, None) => return Err(DemoError::NoBroker),
-    };
-    #[cfg(not(feature = "embedded-broker"))]
-    let brokers = options.brokers.clone().ok_or(DemoError::NoBroker)?;
+    let broker = BrokerChoice::connect_or_start(options.brokers.as_deref())?;
+    let brokers = broker.bootstrap_servers().to_owned();
 
     ensure_topics(
         &brokers,
@@ -231,7 +216,7 @@ pub fn run_demo(
 
     Ok(DemoReport {
         brokers,
-        embedded: options.brokers.is_none(),
+        embedded: broker.is_embedded(),
         metrics_addr: options.metrics_addr,
         produced,
         decided: summary.messages,

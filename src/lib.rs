@@ -18,6 +18,8 @@
 
 #[cfg(feature = "jemalloc")]
 pub mod allocator;
+pub mod bench;
+pub mod broker;
 pub mod config;
 pub mod core;
 pub mod decision;

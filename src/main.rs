@@ -44,6 +44,48 @@ enum Command {
     /// Run everything in one process: an embedded broker, the processor and
     /// the load generator, with live throughput and /metrics.
     Demo(DemoArgs),
+    /// End-to-end benchmark against a broker: throughput, latency
+    /// percentiles, CPU and memory of the processor (and of a plain copy
+    /// with --baseline).
+    Bench(BenchArgs),
+    /// Benchmark baseline: copy the input topic to the output topic with the
+    /// processor's client settings and no decisions (used by `bench`).
+    #[command(hide = true)]
+    Copy(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// A Kafka cluster to run against instead of the embedded broker.
+    #[arg(long, env = "COUPON_STREAM_BROKERS")]
+    brokers: Option<String>,
+    /// A librdkafka property for every client (and the processor), e.g. -X linger.ms=1.
+    #[arg(short = 'X', value_name = "KEY=VALUE", env = "COUPON_STREAM_KAFKA_PROPERTIES", value_delimiter = ';', value_parser = parse_property)]
+    properties: Vec<(String, String)>,
+    /// Events to produce.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Events per second offered; 0 for saturation.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Partitions of the benchmark's topics.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    partitions: i32,
+    /// Traffic profile.
+    #[arg(long, value_enum, default_value_t = Profile::Steady)]
+    profile: Profile,
+    /// Number of sellers in the generated traffic.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    sellers: u32,
+    /// Seed of the generated traffic.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also measure a plain consume-and-produce copy of the same events first.
+    #[arg(long)]
+    baseline: bool,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The contract's configuration values, shared by every command that decides.
@@ -290,6 +332,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => run_replay(args),
         Command::Loadgen(args) => run_loadgen(args),
         Command::Demo(args) => run_demo(args),
+        Command::Bench(args) => run_bench(args),
+        Command::Copy(args) => run_copy(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -351,10 +395,8 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
-fn run_processor(args: RunArgs) -> anyhow::Result<()> {
-    let core = args.core.to_config()?;
-    init_logging(args.log_format, "info");
-    let config = KafkaConfig {
+fn kafka_config(args: RunArgs) -> KafkaConfig {
+    KafkaConfig {
         brokers: args.kafka.brokers,
         group_id: args.group_id,
         input_topic: args.input_topic,
@@ -365,18 +407,110 @@ fn run_processor(args: RunArgs) -> anyhow::Result<()> {
         batch_messages_max: args.batch_messages_max as usize,
         commit_interval_ms: args.commit_interval_ms,
         drain_timeout_ms: args.drain_timeout_ms,
-    };
+    }
+}
+
+fn run_processor(args: RunArgs) -> anyhow::Result<()> {
+    let core = args.core.to_config()?;
+    init_logging(args.log_format, "info");
+    let metrics_addr = args.metrics_addr;
+    let config = kafka_config(args);
     let shutdown = shutdown_on_signals()?;
     let metrics = coupon_stream::telemetry::install()?;
     let health = Arc::new(Health::default());
     let processor = Processor::new(config, core, Arc::clone(&health));
     let _http = HttpServer::start(
-        args.metrics_addr,
+        metrics_addr,
         metrics,
         health,
         Arc::new(processor.live_state()),
     )?;
     processor.run(&shutdown)?;
+    Ok(())
+}
+
+fn run_copy(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, "info");
+    let metrics_addr = args.metrics_addr;
+    let config = kafka_config(args);
+    let shutdown = shutdown_on_signals()?;
+    let metrics = coupon_stream::telemetry::install()?;
+    let health = Arc::new(Health::default());
+    let _http = HttpServer::start(
+        metrics_addr,
+        metrics,
+        Arc::clone(&health),
+        Arc::new(coupon_stream::http::NoState),
+    )?;
+    coupon_stream::kafka::copy::copy(&config, health, &shutdown)?;
+    Ok(())
+}
+
+fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    use coupon_stream::bench::{BenchOptions, run_bench};
+    init_logging(LogFormat::Text, "warn");
+    let options = BenchOptions {
+        brokers: args.brokers,
+        properties: args.properties,
+        events: args.events,
+        rate: (args.rate > 0).then_some(args.rate),
+        partitions: args.partitions,
+        profile: args.profile,
+        sellers: args.sellers,
+        seed: args.seed,
+        baseline: args.baseline,
+        exe: std::env::current_exe()?,
+    };
+    let reports = run_bench(&options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+        return Ok(());
+    }
+    let rate = match options.rate {
+        Some(r) => format!("{r} events/s offered"),
+        None => "saturation".to_owned(),
+    };
+    println!(
+        "{} events, {} partitions, {}, broker {}{}",
+        options.events,
+        options.partitions,
+        rate,
+        reports.first().map_or("", |r| r.broker.as_str()),
+        if reports.first().is_some_and(|r| r.embedded_broker) {
+            " (embedded)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>10}",
+        "", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "cpu s", "cpu s/M ev", "peak MiB"
+    );
+    for r in &reports {
+        println!(
+            "{:<14} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>12.2} {:>10.1}",
+            r.mode.as_str(),
+            r.events_per_second,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.p999,
+            r.latency_ms.max,
+            r.cpu_seconds,
+            r.cpu_seconds_per_million_events,
+            r.peak_rss_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    if let [baseline, processor] = reports.as_slice() {
+        println!(
+            "processor / baseline throughput: {:.0}%",
+            100.0 * processor.events_per_second / baseline.events_per_second.max(1e-9)
+        );
+    }
+    if let Some(r) = reports.last() {
+        let outcomes: Vec<String> = r.outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
+        println!("outcomes: {}", outcomes.join(" "));
+        println!("load generator: {:.0} events/s", r.produced_per_second);
+    }
     Ok(())
 }
 

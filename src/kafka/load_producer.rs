@@ -138,7 +138,7 @@ pub fn producer_config(brokers: &str, properties: &[(String, String)]) -> Client
     c.set("bootstrap.servers", brokers)
         .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
-        .set("linger.ms", "10")
+        .set("linger.ms", "5")
         .set("batch.size", "1000000")
         .set("compression.type", "lz4")
         .set("message.timeout.ms", "120000")

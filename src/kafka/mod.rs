@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod copy;
 pub mod load_producer;
 pub mod offsets;
 pub mod processor;

@@ -47,7 +47,9 @@ use crate::health::Health;
 use crate::http::{QueryAnswer, StateQueries};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::offsets::OffsetTracker;
-use crate::kafka::sink::{Ack, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka};
+use crate::kafka::sink::{
+    Ack, DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka,
+};
 use crate::partitioner::partition_for;
 use crate::reason::{Outcome, Reason};
 use crate::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
@@ -110,6 +112,9 @@ struct Input<'a> {
     offset: i64,
     key: Option<&'a [u8]>,
     value: &'a [u8],
+    /// The input's Kafka timestamp (ms), carried over to its decision and
+    /// dead letter as Kafka Streams does.
+    timestamp: Option<i64>,
 }
 
 /// Decides one partition's share of a batch, in offset order, and enqueues
@@ -153,19 +158,20 @@ fn decide_partition(
             },
             &mut worker.out,
         );
-        sink.send_decision(partition, offset, input.key, &worker.out)
+        sink.send_decision(partition, offset, input.key, input.timestamp, &worker.out)
             .map_err(ProcessorError::Produce)?;
         let mut records = 1;
         if let (Outcome::Invalid, Some(Reason::Invalid(reason))) = (verdict.outcome, verdict.reason)
         {
-            sink.send_dead_letter(
-                input_topic,
+            sink.send_dead_letter(&DeadLetter {
+                source_topic: input_topic,
                 partition,
                 offset,
-                input.key,
-                input.value,
-                reason.as_str(),
-            )
+                key: input.key,
+                timestamp: input.timestamp,
+                value: input.value,
+                reason: reason.as_str(),
+            })
             .map_err(ProcessorError::Produce)?;
             records = 2;
             worker.tally.record_dead_letter();
@@ -625,6 +631,7 @@ fn consume(
                 offset: m.offset(),
                 key: m.key(),
                 value: m.payload().unwrap_or_default(),
+                timestamp: m.timestamp().to_millis(),
             });
         }
         let jobs: Vec<(i32, &mut Worker, &[Input<'_>])> = shared

@@ -96,6 +96,19 @@ pub fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: 
     }
 }
 
+/// An invalid input value and where it came from.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a> {
+    pub source_topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub timestamp: Option<i64>,
+    pub value: &'a [u8],
+    /// The invalid reason code, the `error` header.
+    pub reason: &'a str,
+}
+
 pub struct DecisionSink {
     producer: ThreadedProducer<AckContext>,
     output_topic: String,
@@ -119,12 +132,13 @@ impl DecisionSink {
     }
 
     /// Produces the decision for input (`partition`, `offset`) under the
-    /// input's key.
+    /// input's key and with the input's timestamp.
     pub fn send_decision(
         &self,
         partition: i32,
         offset: i64,
         key: Option<&[u8]>,
+        timestamp: Option<i64>,
         decision: &[u8],
     ) -> Result<(), KafkaError> {
         let mut record = BaseRecord::with_opaque_to(&self.output_topic, tag(partition, offset))
@@ -132,20 +146,24 @@ impl DecisionSink {
         if let Some(key) = key {
             record = record.key(key);
         }
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(timestamp);
+        }
         self.send(record)
     }
 
     /// Produces an invalid input value, byte for byte, to the dead-letter
     /// topic with the contract's headers.
-    pub fn send_dead_letter(
-        &self,
-        source_topic: &str,
-        partition: i32,
-        offset: i64,
-        key: Option<&[u8]>,
-        value: &[u8],
-        reason: &str,
-    ) -> Result<(), KafkaError> {
+    pub fn send_dead_letter(&self, letter: &DeadLetter<'_>) -> Result<(), KafkaError> {
+        let DeadLetter {
+            source_topic,
+            partition,
+            offset,
+            key,
+            timestamp,
+            value,
+            reason,
+        } = *letter;
         let partition_text = partition.to_string();
         let offset_text = offset.to_string();
         let headers = OwnedHeaders::new_with_capacity(4)
@@ -170,6 +188,9 @@ impl DecisionSink {
             .headers(headers);
         if let Some(key) = key {
             record = record.key(key);
+        }
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(timestamp);
         }
         self.send(record)
     }

@@ -1,0 +1,101 @@
+//! The benchmark baseline: a plain consume-and-produce copy of the input
+//! topic to the output topic, with the processor's own client settings
+//! ([`KafkaConfig`]), batch polling and backpressure, and no decision
+//! work. `bench --baseline` compares the processor against it: whatever the
+//! copy cannot beat is the broker's and librdkafka's ceiling, not the
+//! processor's. It commits no offsets (a benchmark reads from the start).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientContext, Timestamp};
+
+use crate::health::Health;
+use crate::kafka::config::KafkaConfig;
+use crate::kafka::processor::ProcessorError;
+
+struct CopyContext {
+    health: Arc<Health>,
+}
+
+impl ClientContext for CopyContext {}
+
+impl ConsumerContext for CopyContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(_) = rebalance {
+            self.health.set_assigned(true);
+        }
+    }
+}
+
+/// Copies records until `shutdown` is set; returns how many it copied.
+pub fn copy(
+    config: &KafkaConfig,
+    health: Arc<Health>,
+    shutdown: &AtomicBool,
+) -> Result<u64, ProcessorError> {
+    let producer: ThreadedProducer<DefaultProducerContext> = config
+        .producer_config()
+        .create()
+        .map_err(|source| ProcessorError::Client {
+            client: "producer",
+            source,
+        })?;
+    let consumer: BaseConsumer<CopyContext> = config
+        .consumer_config()
+        .create_with_context(CopyContext {
+            health: Arc::clone(&health),
+        })
+        .map_err(|source| ProcessorError::Client {
+            client: "consumer",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&config.input_topic])
+        .map_err(|source| ProcessorError::Subscribe {
+            topic: config.input_topic.clone(),
+            source,
+        })?;
+    let mut copied = 0u64;
+    while !shutdown.load(Ordering::Relaxed) {
+        let mut timeout = Duration::from_millis(100);
+        for _ in 0..config.batch_messages_max {
+            let Some(polled) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            let Ok(m) = polled else {
+                break;
+            };
+            let mut record = BaseRecord::<[u8], [u8]>::to(&config.output_topic)
+                .payload(m.payload().unwrap_or_default());
+            if let Some(key) = m.key() {
+                record = record.key(key);
+            }
+            if let Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) = m.timestamp() {
+                record = record.timestamp(ts);
+            }
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((error, _)) => return Err(ProcessorError::Produce(error)),
+                }
+            }
+            copied += 1;
+        }
+    }
+    health.set_stopping();
+    producer
+        .flush(Duration::from_millis(config.drain_timeout_ms))
+        .map_err(ProcessorError::Produce)?;
+    Ok(copied)
+}
