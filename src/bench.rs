@@ -167,6 +167,7 @@ fn run_one(
     let input = format!("{run_id}-events");
     let output = format!("{run_id}-decisions");
     let dlq = format!("{run_id}-dlq");
+    let state = format!("{run_id}-state");
     ensure_topics(
         brokers,
         &options.properties,
@@ -174,6 +175,7 @@ fn run_one(
             (&input, options.partitions),
             (&output, options.partitions),
             (&dlq, options.partitions),
+            (&state, options.partitions),
         ],
         Duration::from_secs(30),
     )?;
@@ -193,8 +195,11 @@ fn run_one(
         })
         .args(["--brokers", brokers, "--group-id", &run_id])
         .args(["--input-topic", &input, "--output-topic", &output])
-        .args(["--dlq-topic", &dlq])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+        .args(["--dlq-topic", &dlq]);
+    if mode == Mode::Processor {
+        command.args(["--state-topic", &state]);
+    }
+    command.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
     for (k, v) in &options.properties {
         command.arg("-X").arg(format!("{k}={v}"));
     }

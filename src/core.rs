@@ -63,6 +63,27 @@ impl DecisionCore {
         }
     }
 
+    /// A core restored from a snapshot: `state` and `dedup` must have been
+    /// built for `config` (its seller defaults and duplicate window).
+    pub(crate) fn from_parts(
+        config: CoreConfig,
+        state: PartitionState,
+        dedup: DedupWindow,
+        watermark: u64,
+    ) -> DecisionCore {
+        DecisionCore {
+            config,
+            state,
+            dedup,
+            watermark,
+        }
+    }
+
+    /// The duplicate window, for snapshots.
+    pub(crate) fn dedup(&self) -> &DedupWindow {
+        &self.dedup
+    }
+
     pub fn config(&self) -> &CoreConfig {
         &self.config
     }

@@ -9,7 +9,7 @@
 //! therefore proportional to the events of one window, whatever the run's
 //! length, and no per-event work is spent on expiry.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
@@ -90,6 +90,47 @@ impl DedupWindow {
                 .push_back(id);
         }
         false
+    }
+
+    /// Width of one bucket in ms.
+    pub(crate) fn bucket_ms(&self) -> u64 {
+        self.bucket_ms
+    }
+
+    /// Every bucket, ascending by index, with its ids in filing order (for
+    /// snapshots). An id may be filed more than once (seen again after its
+    /// first sighting left the window); every remembered id is filed in the
+    /// bucket of its first-seen `ts`.
+    pub(crate) fn buckets(&self) -> impl Iterator<Item = (u64, &VecDeque<u128>)> + '_ {
+        self.buckets.iter().map(|(&index, ids)| (index, ids))
+    }
+
+    /// The `ts` a remembered id was first seen at.
+    pub(crate) fn first_seen(&self, id: u128) -> Option<u64> {
+        self.first_seen.get(&id).copied()
+    }
+
+    /// Makes room for `additional` more remembered ids.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.first_seen.reserve(additional);
+    }
+
+    /// Restoring a snapshot: sets bucket `index`'s ids. Returns false (and
+    /// changes nothing) if the bucket already has ids.
+    pub(crate) fn restore_bucket(&mut self, index: u64, ids: VecDeque<u128>) -> bool {
+        match self.buckets.entry(index) {
+            btree_map::Entry::Vacant(entry) => {
+                entry.insert(ids);
+                true
+            }
+            btree_map::Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Restoring a snapshot: remembers `id` as first seen at `ts`. Returns
+    /// false (and changes nothing) if it is remembered at another `ts`.
+    pub(crate) fn restore_first_seen(&mut self, id: u128, ts: u64) -> bool {
+        *self.first_seen.entry(id).or_insert(ts) == ts
     }
 
     /// Drops the buckets that lie wholly before the window.

@@ -90,6 +90,7 @@ pub struct DemoReport {
 const INPUT: &str = "coupon-events";
 const OUTPUT: &str = "coupon-decisions";
 const DLQ: &str = "coupon-events-dlq";
+const STATE: &str = "coupon-state";
 
 pub fn run_demo(
     options: &DemoOptions,
@@ -107,6 +108,7 @@ pub fn run_demo(
             (INPUT, options.partitions),
             (OUTPUT, options.partitions),
             (DLQ, options.partitions),
+            (STATE, options.partitions),
         ],
         TOPIC_TIMEOUT,
     )?;
@@ -124,6 +126,10 @@ pub fn run_demo(
         batch_messages_max: 10_000,
         commit_interval_ms: 1_000,
         drain_timeout_ms: 30_000,
+        state_topic: STATE.to_owned(),
+        snapshot_interval_ms: 10_000,
+        restore_timeout_ms: 300_000,
+        session_timeout_ms: 10_000,
     };
     let processor = Processor::new(kafka, options.core, Arc::clone(&health));
     let progress = processor.progress();

@@ -2,14 +2,16 @@
 //! and read by the HTTP adapter.
 //!
 //! Ready means: the consumer has joined its group and holds an assignment
-//! (possibly empty, when the group has more members than partitions), the
-//! brokers are reachable, and the processor is not shutting down.
+//! (possibly empty, when the group has more members than partitions), every
+//! assigned partition's state is restored, the brokers are reachable, and
+//! the processor is not shutting down.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Default)]
 pub struct Health {
     assigned: AtomicBool,
+    restoring: AtomicBool,
     brokers_down: AtomicBool,
     stopping: AtomicBool,
 }
@@ -18,6 +20,7 @@ pub struct Health {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotReady {
     NoAssignment,
+    Restoring,
     BrokersDown,
     Stopping,
 }
@@ -26,6 +29,7 @@ impl NotReady {
     pub fn as_str(self) -> &'static str {
         match self {
             NotReady::NoAssignment => "waiting for a partition assignment",
+            NotReady::Restoring => "restoring partition state",
             NotReady::BrokersDown => "all brokers are down or unreachable",
             NotReady::Stopping => "shutting down",
         }
@@ -38,6 +42,8 @@ impl Health {
             Err(NotReady::Stopping)
         } else if !self.assigned.load(Ordering::Relaxed) {
             Err(NotReady::NoAssignment)
+        } else if self.restoring.load(Ordering::Relaxed) {
+            Err(NotReady::Restoring)
         } else if self.brokers_down.load(Ordering::Relaxed) {
             Err(NotReady::BrokersDown)
         } else {
@@ -48,6 +54,12 @@ impl Health {
     /// The group handed this member an assignment (or took it all back).
     pub fn set_assigned(&self, assigned: bool) {
         self.assigned.store(assigned, Ordering::Relaxed);
+        self.publish();
+    }
+
+    /// A newly assigned partition's state is being restored.
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::Relaxed);
         self.publish();
     }
 
@@ -79,6 +91,10 @@ mod tests {
         let h = Health::default();
         assert_eq!(h.readiness(), Err(NotReady::NoAssignment));
         h.set_assigned(true);
+        assert_eq!(h.readiness(), Ok(()));
+        h.set_restoring(true);
+        assert_eq!(h.readiness(), Err(NotReady::Restoring));
+        h.set_restoring(false);
         assert_eq!(h.readiness(), Ok(()));
         h.set_brokers_down(true);
         assert_eq!(h.readiness(), Err(NotReady::BrokersDown));

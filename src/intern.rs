@@ -133,6 +133,30 @@ impl Interner {
         ((chunk_index as u64) << 32) | ((offset as u64) << LEN_BITS) | bytes.len() as u64
     }
 
+    /// The bytes of every interned string, in handle order: the `n`th item
+    /// is the string of handle `n` (for snapshots).
+    pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .flatten()
+            .map(|&span| span_bytes(&self.chunks, span))
+    }
+
+    /// Makes room in the hash table for `additional` more strings, so that
+    /// restoring a snapshot interns without rehashing.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let Interner {
+            table,
+            spans,
+            chunks,
+            hasher,
+            ..
+        } = self;
+        table.reserve(additional, |&other| {
+            hasher.hash_one(span_bytes(chunks, span_of(spans, other)))
+        });
+    }
+
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * (std::mem::size_of::<u32>() + 1)

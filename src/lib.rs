@@ -11,6 +11,8 @@
 //!   (section 4), the rules and the decision encoding (section 5) into one
 //!   deterministic step: bytes in, decision bytes out. It has no I/O, no
 //!   clock and no threads.
+//! - [`snapshot`] is the durable binary form of one partition's core, from
+//!   which a restarted worker resumes with identical decisions.
 //! - [`kafka`] is the Kafka processor: consumer-group source, producer
 //!   sink, at-least-once offset commits.
 //! - [`replay`] is the offline adapter (JSON lines in, decisions out);
@@ -40,6 +42,7 @@ pub mod local_day;
 pub mod partitioner;
 pub mod reason;
 pub mod replay;
+pub mod snapshot;
 pub mod state;
 pub mod telemetry;
 pub mod workload;

@@ -188,6 +188,22 @@ struct RunArgs {
     /// Longest wait for outstanding decisions on shutdown and on revoke, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     drain_timeout_ms: u64,
+    /// Topic of partition snapshots (durable state); same partition count as the input, compacted.
+    #[arg(
+        long,
+        env = "COUPON_STREAM_STATE_TOPIC",
+        default_value = "coupon-state"
+    )]
+    state_topic: String,
+    /// How often each partition's state is snapshotted, in milliseconds; 0 turns durable state off.
+    #[arg(long, env = "COUPON_STREAM_SNAPSHOT_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
+    snapshot_interval_ms: u64,
+    /// Longest time to restore one assigned partition (read its snapshot, replay), in milliseconds.
+    #[arg(long, env = "COUPON_STREAM_RESTORE_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    restore_timeout_ms: u64,
+    /// How long a dead instance keeps its partitions before the group moves them, in milliseconds.
+    #[arg(long, env = "COUPON_STREAM_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
+    session_timeout_ms: u64,
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "COUPON_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -407,6 +423,10 @@ fn kafka_config(args: RunArgs) -> KafkaConfig {
         batch_messages_max: args.batch_messages_max as usize,
         commit_interval_ms: args.commit_interval_ms,
         drain_timeout_ms: args.drain_timeout_ms,
+        state_topic: args.state_topic,
+        snapshot_interval_ms: args.snapshot_interval_ms,
+        restore_timeout_ms: args.restore_timeout_ms,
+        session_timeout_ms: args.session_timeout_ms,
     }
 }
 

@@ -35,9 +35,14 @@ pub const PRODUCE_RETRIES: &str = "coupon_stream_produce_retries_total";
 pub const COMMITS: &str = "coupon_stream_commits_total";
 pub const COMMIT_ERRORS: &str = "coupon_stream_commit_errors_total";
 pub const BROKER_ERRORS: &str = "coupon_stream_broker_errors_total";
+pub const SNAPSHOT_DURATION: &str = "coupon_stream_snapshot_duration_seconds";
+pub const SNAPSHOT_STALL: &str = "coupon_stream_snapshot_stall_seconds";
+pub const SNAPSHOT_BYTES: &str = "coupon_stream_snapshot_bytes";
+pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
+pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 23] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -56,6 +61,11 @@ pub const ALL: [&str; 18] = [
     COMMITS,
     COMMIT_ERRORS,
     BROKER_ERRORS,
+    SNAPSHOT_DURATION,
+    SNAPSHOT_STALL,
+    SNAPSHOT_BYTES,
+    SNAPSHOT_FAILURES,
+    RESTORE_DURATION,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -63,6 +73,10 @@ pub const ALL: [&str; 18] = [
 const LAG_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 300.0,
     600.0,
+];
+/// Snapshot and restore buckets (s): from 1 ms to 2 min.
+const SNAPSHOT_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 120.0,
 ];
 /// Batch processing buckets (s).
 const BATCH_BUCKETS: [f64; 12] = [
@@ -75,6 +89,15 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(EVENT_TIME_LAG.to_owned()), &LAG_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_owned()), &BATCH_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(SNAPSHOT_DURATION.to_owned()),
+            &SNAPSHOT_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Full(SNAPSHOT_STALL.to_owned()), &SNAPSHOT_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full(RESTORE_DURATION.to_owned()),
+            &SNAPSHOT_BUCKETS,
+        )?
         .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(BuildError::FailedToSetGlobalRecorder)?;
@@ -90,9 +113,11 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         COMMITS,
         COMMIT_ERRORS,
         BROKER_ERRORS,
+        SNAPSHOT_FAILURES,
     ] {
         counter!(name).absolute(0);
     }
+    metrics::gauge!(SNAPSHOT_BYTES).set(0.0);
     Ok(handle)
 }
 
@@ -149,6 +174,30 @@ fn describe() {
     describe_counter!(
         COMMIT_ERRORS,
         "Failed offset commits (retried at the next interval)."
+    );
+    describe_histogram!(
+        SNAPSHOT_DURATION,
+        Unit::Seconds,
+        "Time to write one partition snapshot to the state topic (off the hot path)."
+    );
+    describe_histogram!(
+        SNAPSHOT_STALL,
+        Unit::Seconds,
+        "Time the processing loop waits to take one snapshot (flush, commit, encode)."
+    );
+    describe_gauge!(
+        SNAPSHOT_BYTES,
+        Unit::Bytes,
+        "Size of the last snapshot written, summed over partitions."
+    );
+    describe_counter!(
+        SNAPSHOT_FAILURES,
+        "Snapshots that could not be written (retried next interval)."
+    );
+    describe_histogram!(
+        RESTORE_DURATION,
+        Unit::Seconds,
+        "Time to restore one assigned partition: read its snapshot, decode it, replay to the committed offset."
     );
     describe_counter!(
         BROKER_ERRORS,

@@ -133,6 +133,10 @@ fn mock_config(brokers: &str) -> KafkaConfig {
         batch_messages_max: 100,
         commit_interval_ms: 200,
         drain_timeout_ms: 30_000,
+        state_topic: "coupon-state".into(),
+        snapshot_interval_ms: 1_000,
+        restore_timeout_ms: 60_000,
+        session_timeout_ms: 10_000,
     }
 }
 

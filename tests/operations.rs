@@ -155,6 +155,8 @@ fn start_processor(tansu: &Tansu, metrics_port: u16) -> Child {
             "coupon-stream-ops",
             "--metrics-addr",
             &format!("127.0.0.1:{metrics_port}"),
+            "--snapshot-interval-ms",
+            "1000",
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

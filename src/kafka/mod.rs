@@ -9,3 +9,4 @@ pub mod load_producer;
 pub mod offsets;
 pub mod processor;
 pub mod sink;
+pub mod state_store;

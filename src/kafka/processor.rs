@@ -38,7 +38,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::CoreConfig;
 use crate::core::{DecisionCore, KeyCheck, Message};
@@ -50,8 +50,10 @@ use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::sink::{
     Ack, DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka,
 };
+use crate::kafka::state_store::{Manifest, ReaderContext, SnapshotStore, StoreError};
 use crate::partitioner::partition_for;
 use crate::reason::{Outcome, Reason};
+use crate::snapshot::{self, SnapshotError};
 use crate::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
 use crate::telemetry::{self, BatchTally, Progress};
 
@@ -79,6 +81,19 @@ pub enum ProcessorError {
     OutOfRange(i32, i64),
     #[error("a partition worker panicked")]
     WorkerPanicked,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the snapshot of partition {partition} cannot be used: {source}")]
+    Snapshot {
+        partition: i32,
+        source: SnapshotError,
+    },
+    #[error("replaying input partition {partition} from {from}: {source}")]
+    Replay {
+        partition: i32,
+        from: String,
+        source: KafkaError,
+    },
 }
 
 /// What a run did, for the final log line.
@@ -102,6 +117,56 @@ struct Worker {
     out: Vec<u8>,
     /// This batch's counts, flushed to the metrics after the batch.
     tally: BatchTally,
+    /// Input offsets below this were decided, and their decisions
+    /// acknowledged, before the restored snapshot was taken: they are
+    /// skipped, not decided again. -1 when nothing was restored.
+    skip_below: i64,
+    /// The partition's current snapshot in the state topic.
+    manifest: Option<Manifest>,
+    /// A snapshot of this partition is being written.
+    snapshot_pending: bool,
+}
+
+impl Worker {
+    fn new(
+        core: DecisionCore,
+        generation: u64,
+        skip_below: i64,
+        manifest: Option<Manifest>,
+    ) -> Worker {
+        Worker {
+            core,
+            tracker: None,
+            committed: -1,
+            generation,
+            out: Vec::with_capacity(64 * 1024),
+            tally: BatchTally::default(),
+            skip_below,
+            manifest,
+            snapshot_pending: false,
+        }
+    }
+}
+
+/// A snapshot handed to the snapshot thread.
+struct SnapshotJob {
+    partition: i32,
+    next_offset: i64,
+    bytes: Vec<u8>,
+    previous: Option<Manifest>,
+}
+
+/// What the snapshot thread reports back.
+struct SnapshotDone {
+    partition: i32,
+    result: Result<Manifest, StoreError>,
+}
+
+/// Durable state: where snapshots go, and the thread writing them.
+struct Durable {
+    store: Arc<SnapshotStore>,
+    jobs: mpsc::SyncSender<SnapshotJob>,
+    interval: Duration,
 }
 
 /// One input message as a partition worker sees it: plain slices of the
@@ -145,6 +210,14 @@ fn decide_partition(
         }
         if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
             return Err(ProcessorError::OutOfRange(partition, offset));
+        }
+        if offset < worker.skip_below {
+            // Decided and acknowledged before the restored snapshot.
+            worker
+                .tracker
+                .get_or_insert_with(|| OffsetTracker::new(offset))
+                .record(offset, 0);
+            continue;
         }
         worker.out.clear();
         let verdict = worker.core.process(
@@ -195,8 +268,11 @@ struct Shared {
     acks: Receiver<Ack>,
     /// Input topic partition count, for the `wrong_partition` check.
     partition_count: Option<u32>,
-    /// The first delivery the broker refused; the processor stops on it.
+    /// The first delivery the broker refused, or a restore that failed;
+    /// the processor stops on it.
     failure: Option<ProcessorError>,
+    /// Results from the snapshot thread.
+    snapshots_done: Option<Receiver<SnapshotDone>>,
 }
 
 struct SourceContext {
@@ -207,6 +283,7 @@ struct SourceContext {
     generation: AtomicU64,
     health: Arc<Health>,
     progress: Arc<Progress>,
+    durable: Option<Durable>,
 }
 
 impl SourceContext {
@@ -275,6 +352,258 @@ impl SourceContext {
             }
         }
     }
+}
+
+impl SourceContext {
+    /// The state to start partition `partition` with: its latest snapshot,
+    /// replayed silently up to the committed offset, or an empty core.
+    /// Returns the core, the offset below which input is skipped, and the
+    /// snapshot's manifest.
+    fn restore(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        partition: i32,
+        partition_count: Option<u32>,
+    ) -> Result<(DecisionCore, i64, Option<Manifest>), ProcessorError> {
+        let Some(durable) = &self.durable else {
+            return Ok((DecisionCore::new(self.core), -1, None));
+        };
+        let started = Instant::now();
+        let loaded = durable.store.load(partition)?;
+        let committed = committed_offset(consumer, &self.config.input_topic, partition);
+        // No snapshot yet: the state is what the input from its beginning
+        // up to the committed offset makes it.
+        let (mut core, from, manifest) = match loaded {
+            None => (DecisionCore::new(self.core), None, None),
+            Some((manifest, bytes)) => (
+                snapshot::decode(&bytes, self.core)
+                    .map_err(|source| ProcessorError::Snapshot { partition, source })?,
+                Some(manifest.next_offset),
+                Some(manifest),
+            ),
+        };
+        let mut skip_below = from.unwrap_or(-1);
+        let mut replayed = 0u64;
+        if let Some(committed) = committed.filter(|&c| c > from.unwrap_or(0)) {
+            replayed = replay_silently(
+                &self.config,
+                &mut core,
+                partition,
+                from.map_or(Offset::Beginning, Offset::Offset),
+                committed,
+                if self.config.verify_partitioning {
+                    partition_count
+                } else {
+                    None
+                },
+            )?;
+            skip_below = committed;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        metrics::histogram!(telemetry::RESTORE_DURATION).record(seconds);
+        info!(
+            message = "Partition state restored.",
+            partition,
+            snapshot_offset = ?from,
+            committed = ?committed,
+            replayed,
+            coupons = core.stats().coupons,
+            seconds
+        );
+        Ok((core, skip_below, manifest))
+    }
+
+    /// Takes snapshots of the listed partitions (all when `None`) whose
+    /// state moved since their last one: flushes and commits first, so a
+    /// snapshot never covers an input offset whose decision is not durably
+    /// written and committed. `wait`: write them on this thread (revoke,
+    /// shutdown); otherwise hand them to the snapshot thread.
+    fn snapshot(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        shared: &mut Shared,
+        only: Option<&[i32]>,
+        wait: bool,
+    ) {
+        let Some(durable) = &self.durable else {
+            return;
+        };
+        let started = Instant::now();
+        self.drain(shared);
+        self.commit(consumer, shared, only);
+        let mut taken = 0;
+        for (&partition, worker) in shared.workers.iter_mut() {
+            if only.is_some_and(|ps| !ps.contains(&partition)) || worker.snapshot_pending {
+                continue;
+            }
+            let Some(next_offset) = worker.tracker.as_ref().map(OffsetTracker::next_offset) else {
+                continue;
+            };
+            // Only a state whose every input is committed, and which moved.
+            if worker.committed != next_offset
+                || worker
+                    .manifest
+                    .as_ref()
+                    .is_some_and(|m| m.next_offset >= next_offset)
+            {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            snapshot::encode(&worker.core, &mut bytes);
+            taken += 1;
+            let job = SnapshotJob {
+                partition,
+                next_offset,
+                bytes,
+                previous: worker.manifest.clone(),
+            };
+            if wait {
+                let done = write_snapshot(&durable.store, job);
+                if let Ok(manifest) = done.result {
+                    worker.manifest = Some(manifest);
+                }
+            } else if durable.jobs.try_send(job).is_ok() {
+                worker.snapshot_pending = true;
+            }
+        }
+        if taken > 0 {
+            metrics::histogram!(telemetry::SNAPSHOT_STALL).record(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+/// Applies the snapshot thread's results to the workers.
+fn apply_snapshots_done(shared: &mut Shared) {
+    let Some(done) = &shared.snapshots_done else {
+        return;
+    };
+    let results: Vec<SnapshotDone> = done.try_iter().collect();
+    for done in results {
+        if let Some(worker) = shared.workers.get_mut(&done.partition) {
+            worker.snapshot_pending = false;
+            if let Ok(manifest) = done.result {
+                worker.manifest = Some(manifest);
+            }
+        }
+    }
+    let bytes: u64 = shared
+        .workers
+        .values()
+        .filter_map(|w| w.manifest.as_ref().map(|m| m.bytes))
+        .sum();
+    metrics::gauge!(telemetry::SNAPSHOT_BYTES).set(bytes as f64);
+}
+
+/// Writes one snapshot, with its metrics and log line.
+fn write_snapshot(store: &SnapshotStore, job: SnapshotJob) -> SnapshotDone {
+    let started = Instant::now();
+    let result = store.save(
+        job.partition,
+        job.next_offset,
+        &job.bytes,
+        job.previous.as_ref(),
+    );
+    match &result {
+        Ok(manifest) => {
+            metrics::histogram!(telemetry::SNAPSHOT_DURATION)
+                .record(started.elapsed().as_secs_f64());
+            debug!(
+                message = "Snapshot written.",
+                partition = job.partition,
+                next_offset = job.next_offset,
+                bytes = manifest.bytes
+            );
+        }
+        Err(error) => {
+            metrics::counter!(telemetry::SNAPSHOT_FAILURES).increment(1);
+            warn!(message = "Snapshot failed; the previous one stays in force and the next interval retries.", partition = job.partition, %error);
+        }
+    }
+    SnapshotDone {
+        partition: job.partition,
+        result,
+    }
+}
+
+/// The group's committed offset of an input partition, if any.
+fn committed_offset(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .ok()?;
+    match committed.find_partition(topic, partition)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+/// Feeds input offsets `from..until` of `partition` to `core`, discarding
+/// the decisions: they were produced and acknowledged before the restart.
+fn replay_silently(
+    config: &KafkaConfig,
+    core: &mut DecisionCore,
+    partition: i32,
+    from: Offset,
+    until: i64,
+    partition_count: Option<u32>,
+) -> Result<u64, ProcessorError> {
+    let replay_error = |source| ProcessorError::Replay {
+        partition,
+        from: format!("{from:?}"),
+        source,
+    };
+    let mut c = config.consumer_config();
+    c.set("group.id", format!("{}-state-replay", config.group_id))
+        .set("enable.partition.eof", "true");
+    let consumer: BaseConsumer<ReaderContext> =
+        c.create_with_context(ReaderContext).map_err(replay_error)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&config.input_topic, partition, from)
+        .map_err(replay_error)?;
+    consumer.assign(&tpl).map_err(replay_error)?;
+    let started = Instant::now();
+    let timeout = Duration::from_millis(config.restore_timeout_ms);
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut replayed = 0;
+    loop {
+        if started.elapsed() > timeout {
+            return Err(replay_error(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::OperationTimedOut,
+            )));
+        }
+        let m = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(error)) => return Err(replay_error(error)),
+            Some(Ok(m)) => m,
+        };
+        let offset = m.offset();
+        if offset >= until {
+            break;
+        }
+        out.clear();
+        core.process(
+            &Message {
+                value: m.payload().unwrap_or_default(),
+                source: Source { partition, offset },
+                key_check: Some(KeyCheck {
+                    key: m.key(),
+                    partition_count,
+                }),
+            },
+            &mut out,
+        );
+        replayed += 1;
+        if offset + 1 >= until {
+            break;
+        }
+    }
+    Ok(replayed)
 }
 
 fn apply_acks(shared: &mut Shared, progress: &Progress) {
@@ -358,6 +687,8 @@ impl ConsumerContext for SourceContext {
         let mut shared = self.lock();
         self.drain(&mut shared);
         self.commit(consumer, &mut shared, Some(&revoked));
+        // The next owner restores from here, replaying nothing.
+        self.snapshot(consumer, &mut shared, Some(&revoked), true);
         for p in &revoked {
             shared.workers.remove(p);
         }
@@ -401,16 +732,30 @@ impl ConsumerContext for SourceContext {
         if partition_count.is_some() {
             shared.partition_count = partition_count;
         }
-        for &p in &assigned {
-            shared.workers.entry(p).or_insert_with(|| Worker {
-                core: DecisionCore::new(self.core),
-                tracker: None,
-                committed: -1,
-                generation,
-                out: Vec::with_capacity(64 * 1024),
-                tally: BatchTally::default(),
-            });
+        let fresh: Vec<i32> = assigned
+            .iter()
+            .copied()
+            .filter(|p| !shared.workers.contains_key(p))
+            .collect();
+        if !fresh.is_empty() && self.durable.is_some() {
+            self.health.set_restoring(true);
         }
+        for p in fresh {
+            match self.restore(consumer, p, shared.partition_count) {
+                Ok((core, skip_below, manifest)) => {
+                    shared
+                        .workers
+                        .insert(p, Worker::new(core, generation, skip_below, manifest));
+                }
+                Err(error) => {
+                    error!(message = "Cannot restore partition state; stopping.", partition = p, %error);
+                    if shared.failure.is_none() {
+                        shared.failure = Some(error);
+                    }
+                }
+            }
+        }
+        self.health.set_restoring(false);
         metrics::gauge!(telemetry::ASSIGNED_PARTITIONS).set(shared.workers.len() as f64);
         self.health.set_assigned(true);
         if !assigned.is_empty() {
@@ -485,6 +830,7 @@ impl Processor {
                     acks: acks_rx,
                     partition_count: None,
                     failure: None,
+                    snapshots_done: None,
                 })),
             },
             acks,
@@ -518,6 +864,33 @@ impl Processor {
                 }
             })?,
         );
+        let durable = if config.snapshot_interval_ms > 0 {
+            let store = Arc::new(SnapshotStore::new(&config)?);
+            let (jobs, queued) = mpsc::sync_channel::<SnapshotJob>(1);
+            let (done_tx, done_rx) = mpsc::channel();
+            let writer = Arc::clone(&store);
+            std::thread::Builder::new()
+                .name("snapshots".into())
+                .spawn(move || {
+                    for job in queued {
+                        if done_tx.send(write_snapshot(&writer, job)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|_| ProcessorError::WorkerPanicked)?;
+            live.shared
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .snapshots_done = Some(done_rx);
+            Some(Durable {
+                store,
+                jobs,
+                interval: Duration::from_millis(config.snapshot_interval_ms),
+            })
+        } else {
+            None
+        };
         let context = SourceContext {
             config: config.clone(),
             core,
@@ -526,6 +899,7 @@ impl Processor {
             generation: AtomicU64::new(0),
             health: Arc::clone(&health),
             progress: Arc::clone(&progress),
+            durable,
         };
         let consumer: BaseConsumer<SourceContext> = config
             .consumer_config()
@@ -559,6 +933,8 @@ impl Processor {
             let mut shared = context.lock();
             context.drain(&mut shared);
             context.commit(&consumer, &mut shared, None);
+            // The next owner of each partition restores from here.
+            context.snapshot(&consumer, &mut shared, None, true);
         }
         consumer.unsubscribe();
         if let Ok(summary) = &result {
@@ -585,6 +961,7 @@ fn consume(
     let commit_interval = Duration::from_millis(config.commit_interval_ms);
     let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
+    let mut last_snapshot = Instant::now();
     let context = consumer.context();
     let batch_duration = metrics::histogram!(telemetry::BATCH_DURATION);
 
@@ -694,6 +1071,13 @@ fn consume(
             apply_acks(&mut shared, progress);
             context.commit(consumer, &mut shared, None);
             last_commit = Instant::now();
+        }
+        apply_snapshots_done(&mut shared);
+        if let Some(durable) = &context.durable
+            && last_snapshot.elapsed() >= durable.interval
+        {
+            context.snapshot(consumer, &mut shared, None, false);
+            last_snapshot = Instant::now();
         }
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
             publish_state_size(&shared);

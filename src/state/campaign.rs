@@ -1,6 +1,10 @@
 //! [`Campaign`]: one campaign's current definition and the counters that a
 //! new definition keeps: coupons issued (the ledger), coupons per user and
 //! discount spent.
+//!
+//! Coupons per user are a function of the ledger (every coupon ever issued
+//! counts for its holder, and coupons are never removed), so a campaign
+//! restored from a snapshot rebuilds them from its coupons.
 
 use crate::event::CampaignDefinition;
 use crate::state::coupon_ledger::CouponLedger;
@@ -23,6 +27,25 @@ impl Campaign {
             discount_spent_cents: 0,
             holdings: Holdings::default(),
             coupons: CouponLedger::default(),
+        }
+    }
+
+    /// A campaign restored from a snapshot: its holdings are rebuilt from
+    /// the ledger, one per coupon held.
+    pub(crate) fn restore(
+        definition: CampaignDefinition,
+        discount_spent_cents: u64,
+        coupons: CouponLedger,
+    ) -> Campaign {
+        let mut holdings = Holdings::default();
+        for coupon in coupons.iter() {
+            holdings.add(coupon.holder);
+        }
+        Campaign {
+            definition,
+            discount_spent_cents,
+            holdings,
+            coupons,
         }
     }
 

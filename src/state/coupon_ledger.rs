@@ -104,6 +104,11 @@ impl CouponLedger {
             .get_mut(index % CHUNK_COUPONS)
     }
 
+    /// Every coupon in serial order (serial 1 first), for snapshots.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Coupon> + '_ {
+        self.chunks.iter().flatten()
+    }
+
     /// The redemption of a coupon, if it is redeemed.
     pub fn redemption(&self, coupon: &Coupon) -> Option<Redemption> {
         match coupon.redemption {

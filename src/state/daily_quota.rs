@@ -26,6 +26,12 @@ impl DailyQuota {
         }
     }
 
+    /// (local day, coupons issued) of every tracked day, ascending by day,
+    /// for snapshots.
+    pub(crate) fn days(&self) -> &[(i64, u64)] {
+        &self.days
+    }
+
     /// Days with a count.
     pub fn days_tracked(&self) -> usize {
         self.days.len()

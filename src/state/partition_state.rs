@@ -82,6 +82,39 @@ impl PartitionState {
         }
     }
 
+    /// A state restored from a snapshot. `defaults` are the settings a
+    /// seller first named by a later event starts with; the interners'
+    /// handles must be the ones the sellers' coupons refer to.
+    pub(crate) fn restore(
+        defaults: SellerDefaults,
+        sellers: HashMap<Box<str>, Seller>,
+        users: Interner,
+        orders: Interner,
+    ) -> PartitionState {
+        PartitionState {
+            defaults: defaults.into(),
+            sellers,
+            users,
+            orders,
+            issue_results: Vec::new(),
+        }
+    }
+
+    /// Every seller with its id, in no particular order (for snapshots).
+    pub(crate) fn sellers(&self) -> impl Iterator<Item = (&str, &Seller)> + '_ {
+        self.sellers.iter().map(|(id, seller)| (&**id, seller))
+    }
+
+    /// The interned user ids, whose handles coupons hold.
+    pub(crate) fn users(&self) -> &Interner {
+        &self.users
+    }
+
+    /// The interned order ids, whose handles redemptions hold.
+    pub(crate) fn orders(&self) -> &Interner {
+        &self.orders
+    }
+
     /// Applies one valid, non-duplicate event.
     pub fn apply(&mut self, event: &Event<'_>) -> Ruling {
         match &event.body {

@@ -23,7 +23,12 @@ use coupon_stream::core::{DecisionCore, KeyCheck, Message as CoreMessage};
 use coupon_stream::decision::Source;
 
 /// The topics the processor uses by default.
-pub const TOPICS: [&str; 3] = ["coupon-events", "coupon-decisions", "coupon-events-dlq"];
+pub const TOPICS: [&str; 4] = [
+    "coupon-events",
+    "coupon-decisions",
+    "coupon-events-dlq",
+    "coupon-state",
+];
 
 /// What the decision core says about each input record, recomputed per
 /// partition in offset order with the Kafka key checks.
