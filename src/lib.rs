@@ -38,6 +38,7 @@ pub mod id;
 pub mod intern;
 pub mod json;
 pub mod kafka;
+pub mod large_state;
 pub mod local_day;
 pub mod partitioner;
 pub mod reason;
