@@ -288,8 +288,8 @@ fn two_processors_split_the_partitions() {
     let (log_a, log_b) = (dir.join("a.log"), dir.join("b.log"));
     let a = start_logged_processor(&tansu, "coupon-stream-pair", &log_a);
     let b = start_logged_processor(&tansu, "coupon-stream-pair", &log_b);
-    // Let the group settle before input flows: without durable state (a
-    // later milestone) a partition that moves mid-stream restarts empty.
+    // Let the group settle before input flows, so that both own partitions
+    // (moves mid-stream are tests/durability.rs's subject).
     std::thread::sleep(Duration::from_secs(8));
     let (input, invalid_count) = broker_with_input(&tansu, &input_messages());
     let (decisions, dead_letters) = read_output(&tansu, input.len(), invalid_count);

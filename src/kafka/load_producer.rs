@@ -2,15 +2,15 @@
 //! with Kafka's murmur2 partitioner, as upstream checkout services must:
 //! the load generator of `coupon-stream loadgen`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use thiserror::Error;
 
+use crate::kafka::delivery_errors::DeliveryErrors;
 use crate::workload::Workload;
 
 #[derive(Debug, Error)]
@@ -34,28 +34,6 @@ pub struct LoadSummary {
     pub seconds: f64,
 }
 
-#[derive(Default)]
-struct DeliveryCounts {
-    failed: AtomicU64,
-    first_error: std::sync::Mutex<Option<String>>,
-}
-
-struct CountingContext(Arc<DeliveryCounts>);
-
-impl ClientContext for CountingContext {}
-
-impl ProducerContext for CountingContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            self.0.failed.fetch_add(1, Ordering::Relaxed);
-            let mut first = self.0.first_error.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert_with(|| error.to_string());
-        }
-    }
-}
-
 /// Produces `events` events from `workload` to `topic`, at most `rate`
 /// events per second (`None`: as fast as the broker takes them), calling
 /// `progress` with the count produced so far every 10,000 events. Stops
@@ -69,9 +47,8 @@ pub fn produce(
     stop: &AtomicBool,
     mut progress: impl FnMut(u64),
 ) -> Result<LoadSummary, LoadError> {
-    let counts = Arc::new(DeliveryCounts::default());
-    let producer: ThreadedProducer<CountingContext> = producer_config
-        .create_with_context(CountingContext(Arc::clone(&counts)))
+    let producer: ThreadedProducer<DeliveryErrors> = producer_config
+        .create_with_context(DeliveryErrors::default())
         .map_err(LoadError::Client)?;
     let started = Instant::now();
     let mut value = Vec::with_capacity(512);
@@ -111,14 +88,7 @@ pub fn produce(
         .flush(Duration::from_secs(300))
         .map_err(LoadError::Produce)?;
     progress(events);
-    let failed = counts.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        let first = counts
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
+    if let Some((failed, first)) = producer.context().take() {
         return Err(LoadError::Undelivered {
             failed,
             events,

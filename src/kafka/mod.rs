@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod copy;
+pub mod delivery_errors;
 pub mod load_producer;
 pub mod offsets;
 pub mod processor;

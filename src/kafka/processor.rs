@@ -9,14 +9,18 @@
 //! input), under one lock of the partition table taken per batch, never per
 //! message; then it commits acknowledged offsets every `commit_interval_ms`.
 //! Rebalance callbacks run inside `poll` on the same thread: on revoke they
-//! flush the producer, commit what is acknowledged and drop the partition's
-//! state; on assign they start a fresh core. Messages polled before a
-//! rebalance that re-assigned their partition are discarded, since the new
-//! owner re-reads them from the committed offset.
+//! flush the producer, commit what is acknowledged, snapshot the partition's
+//! state and drop it; on assign they restore the partition's latest
+//! snapshot and replay the input from its offset to the committed offset
+//! without producing. Messages polled before a rebalance that re-assigned
+//! their partition are discarded, since the new owner re-reads them from
+//! the committed offset. Every `snapshot_interval_ms` the loop flushes,
+//! commits and hands snapshots of the partitions that moved to a snapshot
+//! thread ([`SnapshotStore`]).
 //!
-//! Guarantee: at least once. A crash re-delivers input from the last
-//! commit; state is rebuilt from scratch for now (durable state is a later
-//! milestone), so re-decided messages after a restart see an empty state.
+//! Guarantee: at least once, with redelivered decisions byte-identical to
+//! the first ones: a crash re-delivers input from the last commit, and the
+//! restored state is exactly the state at that offset.
 //!
 //! Known limits (README, "Running against Kafka"): while `send` waits on a
 //! full producer queue the consumer is not polled, so an outage longer than

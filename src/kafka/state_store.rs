@@ -14,19 +14,18 @@
 //! partition.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::kafka::config::KafkaConfig;
+use crate::kafka::delivery_errors::DeliveryErrors;
 
 /// Largest chunk value: below Kafka's default 1 MB record limit.
 pub const CHUNK_BYTES: usize = 512 * 1024;
@@ -77,28 +76,6 @@ pub struct Manifest {
     pub checksum: u64,
 }
 
-#[derive(Default)]
-struct Deliveries {
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-struct StoreContext(Deliveries);
-
-impl ClientContext for StoreContext {}
-
-impl ProducerContext for StoreContext {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            self.0.failed.fetch_add(1, Ordering::Relaxed);
-            let mut first = self.0.first_error.lock().unwrap_or_else(|e| e.into_inner());
-            first.get_or_insert_with(|| error.to_string());
-        }
-    }
-}
-
 /// A reader's context: end-of-partition is how a restore knows it has read
 /// everything, not an error worth a log line.
 pub struct ReaderContext;
@@ -119,7 +96,7 @@ impl rdkafka::consumer::ConsumerContext for ReaderContext {}
 
 pub struct SnapshotStore {
     topic: String,
-    producer: ThreadedProducer<StoreContext>,
+    producer: ThreadedProducer<DeliveryErrors>,
     reader: ClientConfig,
     timeout: Duration,
 }
@@ -134,7 +111,7 @@ impl SnapshotStore {
             // at the next interval; the previous one stays in force.
             .set("message.timeout.ms", "120000");
         let producer = producer
-            .create_with_context(StoreContext(Deliveries::default()))
+            .create_with_context(DeliveryErrors::default())
             .map_err(|source| StoreError::Client {
                 client: "producer",
                 source,
@@ -235,15 +212,7 @@ impl SnapshotStore {
                 topic: self.topic.clone(),
                 source,
             })?;
-        let deliveries = &self.producer.context().0;
-        let failed = deliveries.failed.swap(0, Ordering::Relaxed);
-        if failed > 0 {
-            let first = deliveries
-                .first_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-                .unwrap_or_default();
+        if let Some((failed, first)) = self.producer.context().take() {
             return Err(StoreError::Refused {
                 topic: self.topic.clone(),
                 failed,
