@@ -183,7 +183,8 @@ fn sigkill_at_random_moments_loses_and_changes_nothing() {
         10_000,
         Duration::from_millis(400),
     );
-    // A fixed-seed sequence of kill moments between 1.5 and 4 s of uptime.
+    // A fixed-seed sequence of kill moments between 3 and 6 s of uptime
+    // (joining the group takes about a second, snapshots come every second).
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let dir = log_dir("kill");
     let mut logs = Vec::new();
@@ -193,7 +194,7 @@ fn sigkill_at_random_moments_loses_and_changes_nothing() {
         seed = seed
             .wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(1_442_695_040_888_963_407);
-        let uptime = Duration::from_millis(1_500 + (seed >> 33) % 2_500);
+        let uptime = Duration::from_millis(3_000 + (seed >> 33) % 3_000);
         std::thread::sleep(uptime);
         child.kill().unwrap();
         child.wait().unwrap();

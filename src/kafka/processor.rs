@@ -63,6 +63,9 @@ use crate::telemetry::{self, BatchTally, Progress};
 
 /// How often a progress line is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning about invalid input per this interval: a flood of
+/// bad values must not become a flood of log lines.
+const INVALID_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ProcessorError {
@@ -966,6 +969,7 @@ fn consume(
     let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
     let mut last_snapshot = Instant::now();
+    let mut invalid_warned: Option<(Instant, u64)> = None;
     let context = consumer.context();
     let batch_duration = metrics::histogram!(telemetry::BATCH_DURATION);
 
@@ -1082,6 +1086,18 @@ fn consume(
         {
             context.snapshot(consumer, &mut shared, None, false);
             last_snapshot = Instant::now();
+        }
+        let warned = invalid_warned.map_or(0, |(_, n)| n);
+        if summary.invalid > warned
+            && invalid_warned.is_none_or(|(at, _)| at.elapsed() >= INVALID_WARNING_INTERVAL)
+        {
+            warn!(
+                message = "Invalid input values; each got an `invalid` decision and a copy in the dead-letter topic.",
+                since_last_warning = summary.invalid - warned,
+                total = summary.invalid,
+                dlq = %config.dlq_topic
+            );
+            invalid_warned = Some((Instant::now(), summary.invalid));
         }
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
             publish_state_size(&shared);
