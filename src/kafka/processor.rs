@@ -564,6 +564,10 @@ fn replay_silently(
         from: format!("{from:?}"),
         source,
     };
+    let from_offset = match from {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    };
     let mut c = config.consumer_config();
     c.set("group.id", format!("{}-state-replay", config.group_id))
         .set("enable.partition.eof", "true");
@@ -585,7 +589,19 @@ fn replay_silently(
         }
         let m = match consumer.poll(Duration::from_millis(100)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            // The end of what the broker has, as of one fetch: done only
+            // if the position has reached `until` (a broker may report an
+            // end before the last batch is visible; Tansu 0.6 was seen to).
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                let position = consumer.position().ok().and_then(|tpl| {
+                    tpl.find_partition(&config.input_topic, partition)
+                        .map(|e| e.offset())
+                });
+                if matches!(position, Some(Offset::Offset(p)) if p >= until) {
+                    break;
+                }
+                continue;
+            }
             Some(Err(error)) => return Err(replay_error(error)),
             Some(Ok(m)) => m,
         };
@@ -609,6 +625,15 @@ fn replay_silently(
         if offset + 1 >= until {
             break;
         }
+    }
+    let span = until - from_offset.unwrap_or(until - replayed as i64);
+    if replayed as i64 != span {
+        // Gaps are legal in Kafka (transaction markers, compaction), but a
+        // broker that skips records makes the restored state wrong: say so.
+        warn!(
+            message = "Replay saw fewer input records than the offset range holds; if the input topic has no transactions or compaction, the broker skipped records.",
+            partition, replayed, span
+        );
     }
     Ok(replayed)
 }

@@ -166,14 +166,27 @@ pub fn create_topic(brokers: &str, name: &str, partitions: i32) {
 /// Produces `messages` (key, value), partitioned as Kafka's Java client
 /// does (murmur2), and waits for all acknowledgements.
 pub fn produce(brokers: &str, topic: &str, messages: &[(Option<Vec<u8>>, Vec<u8>)]) {
+    produce_with(brokers, topic, messages, &[])
+}
+
+/// [`produce`] with extra librdkafka producer settings.
+pub fn produce_with(
+    brokers: &str,
+    topic: &str,
+    messages: &[(Option<Vec<u8>>, Vec<u8>)],
+    settings: &[(&str, &str)],
+) {
     {
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            .set("enable.idempotence", "true")
-            .create()
-            .unwrap();
+            .set("enable.idempotence", "true");
+        for (k, v) in settings {
+            config.set(*k, *v);
+        }
+        let producer: ThreadedProducer<DefaultProducerContext> = config.create().unwrap();
         for (key, value) in messages {
             let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_slice());
             if let Some(k) = key {
