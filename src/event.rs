@@ -94,7 +94,7 @@ pub struct CampaignUpsert<'a> {
 }
 
 /// A campaign's rules, with the contract's defaults already applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CampaignDefinition {
     pub budget: u64,
     pub valid_from: u64,
@@ -104,7 +104,9 @@ pub struct CampaignDefinition {
     pub per_user_limit: u64,
     pub issue_from: u64,
     pub issue_until: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub discount_budget_cents: Option<u64>,
     pub active: bool,
 }

@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Timestamp};
 
 use crate::health::Health;
+use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::processor::ProcessorError;
 
@@ -80,16 +80,7 @@ pub fn copy(
             if let Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) = m.timestamp() {
                 record = record.timestamp(ts);
             }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    Err((error, _)) => return Err(ProcessorError::Produce(error)),
-                }
-            }
+            send_waiting(&producer, record).map_err(ProcessorError::Produce)?;
             copied += 1;
         }
     }

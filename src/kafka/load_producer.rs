@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use thiserror::Error;
 
+use crate::kafka::backpressure::send_waiting;
 use crate::kafka::delivery_errors::DeliveryErrors;
 use crate::workload::Workload;
 
@@ -67,17 +68,8 @@ pub fn produce(
         }
         let seller = workload.next_into(&mut value);
         let key = workload.seller_id(seller).as_bytes();
-        let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(&value);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((error, _)) => return Err(LoadError::Produce(error)),
-            }
-        }
+        let record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(&value);
+        send_waiting(&producer, record).map_err(LoadError::Produce)?;
         produced = n + 1;
         if produced % 10_000 == 0 {
             progress(produced);

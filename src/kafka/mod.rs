@@ -3,6 +3,7 @@
 //! connects them with at-least-once delivery.
 
 pub mod admin;
+pub mod backpressure;
 pub mod config;
 pub mod copy;
 pub mod delivery_errors;

@@ -15,6 +15,7 @@ use rdkafka::statistics::Statistics;
 use tracing::{debug, error, info, warn};
 
 use crate::health::Health;
+use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
 use crate::telemetry;
 
@@ -197,25 +198,8 @@ impl DecisionSink {
 
     /// Enqueues a record, waiting while librdkafka's queue is full (the
     /// broker is slow or away): backpressure, never a dropped decision.
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
-        let mut waited_ms = 0u64;
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    if waited_ms.is_multiple_of(10_000) {
-                        warn!(
-                            message = "Producer queue full; waiting for the broker.",
-                            waited_ms
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                    waited_ms += 5;
-                }
-                Err((error, _)) => return Err(error),
-            }
-        }
+    fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
+        send_waiting(&self.producer, record)
     }
 
     /// Waits until every enqueued record is acknowledged or `timeout` passes.

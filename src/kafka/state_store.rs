@@ -24,6 +24,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::delivery_errors::DeliveryErrors;
 
@@ -187,22 +188,11 @@ impl SnapshotStore {
         Ok(manifest)
     }
 
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), StoreError> {
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err((source, _)) => {
-                    return Err(StoreError::Produce {
-                        topic: self.topic.clone(),
-                        source,
-                    });
-                }
-            }
-        }
+    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), StoreError> {
+        send_waiting(&self.producer, record).map_err(|source| StoreError::Produce {
+            topic: self.topic.clone(),
+            source,
+        })
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::event::CampaignDefinition;
 use crate::local_day::local_day;
 use crate::state::PartitionState;
 use crate::state::coupon_id::parse_coupon_id;
@@ -13,7 +14,8 @@ use crate::state::coupon_id::parse_coupon_id;
 pub struct CampaignView {
     pub seller_id: String,
     pub campaign_id: String,
-    pub definition: DefinitionView,
+    /// The current definition, defaults applied.
+    pub definition: CampaignDefinition,
     /// Coupons ever issued.
     pub issued: u64,
     /// `budget - issued`, never below zero.
@@ -30,23 +32,6 @@ pub struct CampaignView {
     pub seller_daily_issue_limit: u64,
     /// The partition watermark the view is taken at (ms).
     pub as_of_ts: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DefinitionView {
-    pub budget: u64,
-    pub valid_from: u64,
-    pub valid_until: u64,
-    pub discount_cents: u64,
-    pub min_order_cents: u64,
-    pub per_user_limit: u64,
-    pub issue_from: u64,
-    pub issue_until: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ttl_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub discount_budget_cents: Option<u64>,
-    pub active: bool,
 }
 
 /// Where a coupon stands at the partition watermark.
@@ -91,19 +76,7 @@ pub fn campaign_view(
     Some(CampaignView {
         seller_id: seller_id.to_owned(),
         campaign_id: campaign_id.to_owned(),
-        definition: DefinitionView {
-            budget: d.budget,
-            valid_from: d.valid_from,
-            valid_until: d.valid_until,
-            discount_cents: d.discount_cents,
-            min_order_cents: d.min_order_cents,
-            per_user_limit: d.per_user_limit,
-            issue_from: d.issue_from,
-            issue_until: d.issue_until,
-            ttl_ms: d.ttl_ms,
-            discount_budget_cents: d.discount_budget_cents,
-            active: d.active,
-        },
+        definition: *d,
         issued,
         remaining_budget: d.budget.saturating_sub(issued),
         redeemed: campaign.coupons.redeemed_count() as u64,

@@ -1,0 +1,42 @@
+//! [`send_waiting`]: enqueue a record, waiting while librdkafka's queue is
+//! full (the broker is slow or away): backpressure, never a dropped record.
+//! Every producer of the crate enqueues through it.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use tracing::warn;
+
+/// Pause between two tries on a full queue.
+const RETRY_PAUSE: Duration = Duration::from_millis(2);
+/// A warning every this long of waiting.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Enqueues `record`, retrying for as long as the queue is full; returns
+/// any other error at once.
+pub fn send_waiting<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    let mut waited = Duration::ZERO;
+    let mut next_warning = WARN_EVERY;
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                if waited >= next_warning {
+                    warn!(
+                        message = "Producer queue full; waiting for the broker.",
+                        waited_ms = waited.as_millis() as u64
+                    );
+                    next_warning += WARN_EVERY;
+                }
+                std::thread::sleep(RETRY_PAUSE);
+                waited += RETRY_PAUSE;
+            }
+            Err((error, _)) => return Err(error),
+        }
+    }
+}
