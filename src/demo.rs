@@ -17,7 +17,7 @@ use crate::config::CoreConfig;
 use crate::health::Health;
 use crate::http::{HttpError, HttpServer};
 use crate::kafka::admin::{AdminError, ensure_topics};
-use crate::kafka::config::KafkaConfig;
+use crate::kafka::config::{Guarantee, KafkaConfig};
 use crate::kafka::load_producer::{self, LoadError};
 use crate::kafka::processor::{Processor, ProcessorError};
 use crate::reason::Outcome;
@@ -130,6 +130,9 @@ pub fn run_demo(
         snapshot_interval_ms: 10_000,
         restore_timeout_ms: 300_000,
         session_timeout_ms: 10_000,
+        guarantee: Guarantee::AtLeastOnce,
+        transactional_id: String::new(),
+        transaction_timeout_ms: 10_000,
     };
     let processor = Processor::new(kafka, options.core, Arc::clone(&health));
     let progress = processor.progress();

@@ -17,7 +17,7 @@ use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
 use coupon_stream::core::DecisionCore;
 use coupon_stream::health::Health;
 use coupon_stream::http::HttpServer;
-use coupon_stream::kafka::config::{KafkaConfig, parse_property};
+use coupon_stream::kafka::config::{Guarantee, KafkaConfig, parse_property};
 use coupon_stream::kafka::load_producer;
 use coupon_stream::kafka::processor::Processor;
 use coupon_stream::reason::Outcome;
@@ -182,9 +182,18 @@ struct RunArgs {
     /// Most messages decided per batch.
     #[arg(long, env = "COUPON_STREAM_BATCH_MESSAGES_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     batch_messages_max: u64,
-    /// How often acknowledged input offsets are committed, in milliseconds.
-    #[arg(long, env = "COUPON_STREAM_COMMIT_INTERVAL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
-    commit_interval_ms: u64,
+    /// at-least-once: idempotent producer, offsets committed after the decisions are acknowledged; exactly-once: Kafka transactions.
+    #[arg(long, env = "COUPON_STREAM_GUARANTEE", value_enum, default_value_t = Guarantee::AtLeastOnce)]
+    guarantee: Guarantee,
+    /// How often input offsets are committed (exactly-once: transactions), in milliseconds [default: 1000, exactly-once 100].
+    #[arg(long, env = "COUPON_STREAM_COMMIT_INTERVAL_MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    commit_interval_ms: Option<u64>,
+    /// The producer's transactional.id under exactly-once; unique per instance [default: GROUP-HOSTNAME-PID, or GROUP-INSTANCE with -X group.instance.id=INSTANCE].
+    #[arg(long, env = "COUPON_STREAM_TRANSACTIONAL_ID")]
+    transactional_id: Option<String>,
+    /// How long the broker keeps a dead instance's open transaction, in milliseconds (exactly-once).
+    #[arg(long, env = "COUPON_STREAM_TRANSACTION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=900_000))]
+    transaction_timeout_ms: u64,
     /// Longest wait for outstanding decisions on shutdown and on revoke, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     drain_timeout_ms: u64,
@@ -412,6 +421,9 @@ fn init_logging(format: LogFormat, default_level: &str) {
 }
 
 fn kafka_config(args: RunArgs) -> KafkaConfig {
+    let transactional_id = args
+        .transactional_id
+        .unwrap_or_else(|| default_transactional_id(&args.group_id, &args.kafka.properties));
     KafkaConfig {
         brokers: args.kafka.brokers,
         group_id: args.group_id,
@@ -421,13 +433,39 @@ fn kafka_config(args: RunArgs) -> KafkaConfig {
         verify_partitioning: !args.no_verify_partitioning,
         properties: args.kafka.properties,
         batch_messages_max: args.batch_messages_max as usize,
-        commit_interval_ms: args.commit_interval_ms,
+        commit_interval_ms: args.commit_interval_ms.unwrap_or(match args.guarantee {
+            Guarantee::AtLeastOnce => 1_000,
+            // As Kafka Streams under exactly-once: read_committed
+            // readers see decisions only when their transaction commits.
+            Guarantee::ExactlyOnce => 100,
+        }),
         drain_timeout_ms: args.drain_timeout_ms,
         state_topic: args.state_topic,
         snapshot_interval_ms: args.snapshot_interval_ms,
         restore_timeout_ms: args.restore_timeout_ms,
         session_timeout_ms: args.session_timeout_ms,
+        guarantee: args.guarantee,
+        transactional_id,
+        transaction_timeout_ms: args.transaction_timeout_ms,
     }
+}
+
+/// A `transactional.id` unique per live instance: the static member id
+/// when there is one (stable across restarts, so a restart aborts its
+/// predecessor's transaction at once), else host and process id (a restart
+/// in a container keeps both; elsewhere the predecessor's transaction is
+/// aborted by the broker after `transaction.timeout.ms`).
+fn default_transactional_id(group: &str, properties: &[(String, String)]) -> String {
+    if let Some((_, instance)) = properties.iter().find(|(k, _)| k == "group.instance.id") {
+        return format!("{group}-{instance}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{group}-{host}-{}", std::process::id())
 }
 
 fn run_processor(args: RunArgs) -> anyhow::Result<()> {

@@ -34,6 +34,7 @@ pub const PRODUCE_ERRORS: &str = "coupon_stream_produce_errors_total";
 pub const PRODUCE_RETRIES: &str = "coupon_stream_produce_retries_total";
 pub const COMMITS: &str = "coupon_stream_commits_total";
 pub const COMMIT_ERRORS: &str = "coupon_stream_commit_errors_total";
+pub const TRANSACTION_ABORTS: &str = "coupon_stream_transaction_aborts_total";
 pub const BROKER_ERRORS: &str = "coupon_stream_broker_errors_total";
 pub const SNAPSHOT_DURATION: &str = "coupon_stream_snapshot_duration_seconds";
 pub const SNAPSHOT_STALL: &str = "coupon_stream_snapshot_stall_seconds";
@@ -42,7 +43,7 @@ pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
 pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -60,6 +61,7 @@ pub const ALL: [&str; 23] = [
     PRODUCE_RETRIES,
     COMMITS,
     COMMIT_ERRORS,
+    TRANSACTION_ABORTS,
     BROKER_ERRORS,
     SNAPSHOT_DURATION,
     SNAPSHOT_STALL,
@@ -112,6 +114,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         PRODUCE_RETRIES,
         COMMITS,
         COMMIT_ERRORS,
+        TRANSACTION_ABORTS,
         BROKER_ERRORS,
         SNAPSHOT_FAILURES,
     ] {
@@ -170,10 +173,17 @@ fn describe() {
     );
     describe_counter!(PRODUCE_ERRORS, "Records the broker refused for good.");
     describe_counter!(PRODUCE_RETRIES, "Produce requests librdkafka retried.");
-    describe_counter!(COMMITS, "Successful offset commits.");
+    describe_counter!(
+        COMMITS,
+        "Successful offset commits (exactly-once: committed transactions)."
+    );
     describe_counter!(
         COMMIT_ERRORS,
-        "Failed offset commits (retried at the next interval)."
+        "Failed offset commits (retried at the next interval) or failed transactions (aborted and rewound)."
+    );
+    describe_counter!(
+        TRANSACTION_ABORTS,
+        "Exactly-once transactions aborted; every partition was rewound to its committed offset."
     );
     describe_histogram!(
         SNAPSHOT_DURATION,

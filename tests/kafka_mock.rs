@@ -1,8 +1,15 @@
 //! Broker trouble, on librdkafka's in-process mock cluster: the broker goes
 //! down in the middle of a stream and comes back; produce and commit
-//! requests fail with retriable errors. The processor must wait, retry,
+//! requests fail with retriable errors; under exactly-once, transactions
+//! fail and are aborted. The processor must wait, retry,
 //! resume, and lose nothing: every input offset gets exactly the decision
 //! the core computes for it, and the run ends cleanly on shutdown.
+//!
+//! The mock broker keeps aborted records and reports no aborted
+//! transactions to `read_committed` readers (so does Tansu 0.6): these
+//! tests therefore see the records of aborted transactions too, and check
+//! that each of them equals the decision the rewound processor made again
+//! for the same input, which is what proves the rewind exact.
 
 mod support;
 
@@ -12,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coupon_stream::config::CoreConfig;
-use coupon_stream::kafka::config::KafkaConfig;
+use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
 use coupon_stream::workload::{Workload, WorkloadConfig};
 use rdkafka::mocking::MockCluster;
@@ -72,7 +79,7 @@ fn broker_outage_mid_stream_loses_nothing() {
     support::produce(&brokers, "coupon-events", &second);
 
     let total = first.len() + second.len();
-    let summary = finish(&brokers, total, &shutdown, run);
+    let (summary, _) = finish(&brokers, total, &shutdown, run);
     assert!(summary.messages as usize >= total);
 }
 
@@ -117,8 +124,127 @@ fn retriable_request_errors_lose_nothing() {
         let shutdown = Arc::clone(&shutdown);
         std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
     };
-    let summary = finish(&brokers, input.len(), &shutdown, run);
+    let (summary, _) = finish(&brokers, input.len(), &shutdown, run);
     assert_eq!(summary.messages as usize, input.len());
+}
+
+/// Exactly once: an add-partitions and an add-offsets request fail with
+/// errors that abort the transaction, and an end-transaction request with
+/// a retriable one.
+/// The processor aborts, rebuilds each partition's state at its committed
+/// offset, re-reads from there and decides again: every decision, the
+/// aborted ones included, equals the uninterrupted recomputation.
+#[test]
+fn exactly_once_aborted_transactions_rewind_exactly() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    for topic in support::TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let mut workload = Workload::new(WorkloadConfig {
+        sellers: 10,
+        users: 500,
+        seed: 7,
+        ..WorkloadConfig::default()
+    });
+    let first = messages(&mut workload, 300);
+    support::produce(&brokers, "coupon-events", &first);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = exactly_once(mock_config(&brokers), "mock-tx-abort");
+    let run = {
+        let shutdown = Arc::clone(&shutdown);
+        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
+    };
+    let early = support::read_all(
+        &brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        50,
+        Duration::from_secs(60),
+    );
+    assert!(early.len() >= 50, "processing started: {}", early.len());
+    // Non-retriable errors of transactional requests (the input producer
+    // never sends these): each fails the transaction it hits.
+    cluster.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    cluster.request_errors(
+        RDKafkaApiKey::AddOffsetsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
+    );
+    let second = messages(&mut workload, 200);
+    support::produce(&brokers, "coupon-events", &second);
+    // A retriable one: the commit is retried, not aborted.
+    cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS],
+    );
+    let third = messages(&mut workload, 200);
+    support::produce(&brokers, "coupon-events", &third);
+
+    let total = first.len() + second.len() + third.len();
+    let (summary, records) = finish(&brokers, total, &shutdown, run);
+    assert!(
+        summary.messages as usize > total,
+        "transactions were aborted and their input decided again: {} decided for {total}",
+        summary.messages
+    );
+    assert!(records >= total);
+}
+
+/// Exactly once: the broker disappears mid-stream; open transactions time
+/// out or fail, are aborted and rewound once it is back; nothing is lost.
+#[test]
+fn exactly_once_broker_outage_loses_nothing() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    for topic in support::TOPICS {
+        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+    }
+    let mut workload = Workload::new(WorkloadConfig {
+        sellers: 10,
+        users: 500,
+        seed: 8,
+        ..WorkloadConfig::default()
+    });
+    let first = messages(&mut workload, 300);
+    support::produce(&brokers, "coupon-events", &first);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = exactly_once(mock_config(&brokers), "mock-tx-outage");
+    let run = {
+        let shutdown = Arc::clone(&shutdown);
+        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
+    };
+    let early = support::read_all(
+        &brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        50,
+        Duration::from_secs(60),
+    );
+    assert!(early.len() >= 50, "processing started: {}", early.len());
+    cluster.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.broker_up(1).unwrap();
+    let second = messages(&mut workload, 300);
+    support::produce(&brokers, "coupon-events", &second);
+    let total = first.len() + second.len();
+    let (summary, _) = finish(&brokers, total, &shutdown, run);
+    assert!(summary.messages as usize >= total);
+}
+
+fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    KafkaConfig {
+        guarantee: Guarantee::ExactlyOnce,
+        transactional_id: transactional_id.to_owned(),
+        commit_interval_ms: 100,
+        ..config
+    }
 }
 
 fn mock_config(brokers: &str) -> KafkaConfig {
@@ -137,17 +263,21 @@ fn mock_config(brokers: &str) -> KafkaConfig {
         snapshot_interval_ms: 1_000,
         restore_timeout_ms: 60_000,
         session_timeout_ms: 10_000,
+        guarantee: Guarantee::AtLeastOnce,
+        transactional_id: String::new(),
+        transaction_timeout_ms: 10_000,
     }
 }
 
 /// Waits for a decision per input message, stops the processor, and checks
-/// every decision against the core's recomputation.
+/// every decision against the core's recomputation (repeats included).
+/// Returns the run's summary and the number of decision records read.
 fn finish(
     brokers: &str,
     total: usize,
     shutdown: &AtomicBool,
     run: std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>,
-) -> processor::RunSummary {
+) -> (processor::RunSummary, usize) {
     let brokers = brokers.to_owned();
     let input = support::read_all(
         &brokers,
@@ -157,13 +287,22 @@ fn finish(
         Duration::from_secs(60),
     );
     assert_eq!(input.len(), total);
-    let decisions = support::read_all(
-        &brokers,
-        "coupon-decisions",
-        PARTITIONS,
-        total,
-        Duration::from_secs(120),
-    );
+    // Repeats (records of aborted transactions, at-least-once redeliveries)
+    // mean `total` records need not cover every offset: read until they do.
+    let started = std::time::Instant::now();
+    let mut decisions = Vec::new();
+    while started.elapsed() < Duration::from_secs(120) {
+        decisions = support::read_all(
+            &brokers,
+            "coupon-decisions",
+            PARTITIONS,
+            usize::MAX,
+            Duration::from_secs(3),
+        );
+        if covered(&decisions) >= total {
+            break;
+        }
+    }
     shutdown.store(true, Ordering::Relaxed);
     let summary = run.join().unwrap().expect("processor ends cleanly");
 
@@ -179,5 +318,20 @@ fn finish(
         seen.insert(src, ());
     }
     assert_eq!(seen.len(), total, "every input offset has its decision");
-    summary
+    (summary, decisions.len())
+}
+
+/// Distinct input offsets the decisions answer.
+fn covered(decisions: &[support::Record]) -> usize {
+    decisions
+        .iter()
+        .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d.value).ok())
+        .map(|v| {
+            (
+                v["source"]["partition"].as_i64(),
+                v["source"]["offset"].as_i64(),
+            )
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .len()
 }

@@ -14,7 +14,7 @@ mod support;
 use std::time::Instant;
 
 use coupon_stream::config::CoreConfig;
-use coupon_stream::kafka::config::KafkaConfig;
+use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::state_store::SnapshotStore;
 use coupon_stream::{large_state, snapshot};
 use support::Tansu;
@@ -47,6 +47,9 @@ fn restore_ten_million_coupons() {
         snapshot_interval_ms: 60_000,
         restore_timeout_ms: 300_000,
         session_timeout_ms: 10_000,
+        guarantee: Guarantee::AtLeastOnce,
+        transactional_id: String::new(),
+        transaction_timeout_ms: 10_000,
     };
 
     let core = large_state::build(coupons, users);

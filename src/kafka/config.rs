@@ -4,6 +4,30 @@
 
 use rdkafka::ClientConfig;
 
+/// What a crash, restart or rebalance may do to the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    /// Idempotent producer; input offsets are committed after the broker
+    /// acknowledged every decision they produced. After a crash the input
+    /// since the last commit is decided again: the repeated decisions are
+    /// byte-identical to the first ones.
+    AtLeastOnce,
+    /// Kafka transactions: each commit interval's decisions, dead letters
+    /// and input offsets are committed atomically. A `read_committed`
+    /// reader sees every decision exactly once.
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
     pub brokers: String,
@@ -31,6 +55,14 @@ pub struct KafkaConfig {
     /// The consumer's `session.timeout.ms`: how long a dead member keeps
     /// its partitions.
     pub session_timeout_ms: u64,
+    pub guarantee: Guarantee,
+    /// The producer's `transactional.id` under exactly-once: unique per
+    /// live instance, stable across its restarts where possible, so a
+    /// restarted instance aborts its predecessor's open transaction at once.
+    pub transactional_id: String,
+    /// The producer's `transaction.timeout.ms`: how long the broker keeps
+    /// the transaction of an instance that died before aborting it.
+    pub transaction_timeout_ms: u64,
 }
 
 impl KafkaConfig {
@@ -84,6 +116,24 @@ impl KafkaConfig {
         c
     }
 
+    /// The decision producer's settings: [`Self::producer_config`], made
+    /// transactional under exactly-once. (The snapshot store's producer
+    /// stays outside the transactions: a snapshot is written only after
+    /// the offsets it covers are committed.)
+    pub fn decision_producer_config(&self) -> ClientConfig {
+        let mut c = self.producer_config();
+        if self.guarantee == Guarantee::ExactlyOnce {
+            // librdkafka requires message.timeout.ms <= transaction.timeout.ms:
+            // a record the broker cannot take within the transaction's life
+            // fails it, and the processor aborts, rewinds and retries.
+            let timeout = self.transaction_timeout_ms.to_string();
+            c.set("transactional.id", &self.transactional_id)
+                .set("transaction.timeout.ms", &timeout)
+                .set("message.timeout.ms", &timeout);
+        }
+        c
+    }
+
     fn apply_properties(&self, c: &mut ClientConfig) {
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -133,6 +183,9 @@ mod tests {
             snapshot_interval_ms: 60_000,
             restore_timeout_ms: 60_000,
             session_timeout_ms: 10_000,
+            guarantee: Guarantee::AtLeastOnce,
+            transactional_id: "g-host-1".into(),
+            transaction_timeout_ms: 10_000,
         };
         assert_eq!(config.producer_config().get("linger.ms"), Some("20"));
         assert_eq!(
@@ -143,5 +196,22 @@ mod tests {
             config.consumer_config().get("enable.auto.commit"),
             Some("false")
         );
+        assert_eq!(
+            config.decision_producer_config().get("transactional.id"),
+            None
+        );
+        let eos = KafkaConfig {
+            guarantee: Guarantee::ExactlyOnce,
+            ..config
+        };
+        assert_eq!(
+            eos.decision_producer_config().get("transactional.id"),
+            Some("g-host-1")
+        );
+        assert_eq!(
+            eos.decision_producer_config().get("message.timeout.ms"),
+            Some("10000")
+        );
+        assert_eq!(eos.producer_config().get("transactional.id"), None);
     }
 }

@@ -49,7 +49,7 @@ use crate::core::{DecisionCore, KeyCheck, Message};
 use crate::decision::Source;
 use crate::health::Health;
 use crate::http::{QueryAnswer, StateQueries};
-use crate::kafka::config::KafkaConfig;
+use crate::kafka::config::{Guarantee, KafkaConfig};
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::sink::{
     Ack, DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka,
@@ -66,6 +66,9 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// At most one warning about invalid input per this interval: a flood of
 /// bad values must not become a flood of log lines.
 const INVALID_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest wait of one transactional call; retriable failures are retried
+/// up to the transaction timeout.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
 pub enum ProcessorError {
@@ -95,6 +98,8 @@ pub enum ProcessorError {
         partition: i32,
         source: SnapshotError,
     },
+    #[error("the transactional producer cannot go on: {0}")]
+    Transaction(#[source] KafkaError),
     #[error("replaying input partition {partition} from {from}: {source}")]
     Replay {
         partition: i32,
@@ -280,6 +285,14 @@ struct Shared {
     failure: Option<ProcessorError>,
     /// Results from the snapshot thread.
     snapshots_done: Option<Receiver<SnapshotDone>>,
+    /// Exactly-once: a transaction is open.
+    txn_open: bool,
+    /// Exactly-once: the last transaction was aborted, so every worker's
+    /// state is ahead of the committed offsets; the loop rebuilds them
+    /// (restore to the committed offset) and seeks back before it decides
+    /// anything else.
+    rewind_pending: bool,
+    exactly_once: bool,
 }
 
 struct SourceContext {
@@ -312,8 +325,27 @@ impl SourceContext {
         apply_acks(shared, &self.progress);
     }
 
-    /// Commits each listed partition's acknowledged offset (all when `None`).
+    /// Commits the progress of each listed partition (all when `None`):
+    /// at least once, its acknowledged offset; exactly once, the open
+    /// transaction, which holds every partition's records and offsets.
     fn commit(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        shared: &mut Shared,
+        only: Option<&[i32]>,
+    ) {
+        match self.config.guarantee {
+            Guarantee::AtLeastOnce => self.commit_acknowledged(consumer, shared, only),
+            Guarantee::ExactlyOnce => {
+                if let Err(error) = self.commit_transaction(consumer, shared) {
+                    self.abort_transaction(shared, &error);
+                }
+            }
+        }
+    }
+
+    /// Commits each listed partition's acknowledged offset (all when `None`).
+    fn commit_acknowledged(
         &self,
         consumer: &BaseConsumer<SourceContext>,
         shared: &mut Shared,
@@ -361,22 +393,182 @@ impl SourceContext {
     }
 }
 
+/// Exactly-once: the transaction's life cycle.
+impl SourceContext {
+    /// Opens a transaction unless one is open. On failure the loop must not
+    /// decide: the caller skips the batch (it is re-read after the rewind).
+    fn begin_transaction(&self, shared: &mut Shared) -> bool {
+        if shared.txn_open || shared.rewind_pending || shared.failure.is_some() {
+            return shared.txn_open;
+        }
+        match self.sink.begin_transaction() {
+            Ok(()) => {
+                shared.txn_open = true;
+                true
+            }
+            Err(error) => {
+                // A failed commit or abort left the producer needing one.
+                shared.txn_open = true;
+                self.abort_transaction(shared, &error);
+                false
+            }
+        }
+    }
+
+    /// Adds every partition's decided offset to the open transaction and
+    /// commits it. Retriable errors (a coordinator moving, a timeout, the
+    /// broker away) are retried until they stop: librdkafka allows no abort
+    /// while a retriable commit is pending, and once the broker is back the
+    /// commit either succeeds or fails for good (the broker aborted the
+    /// transaction after its timeout), and is aborted and rewound.
+    fn commit_transaction(
+        &self,
+        consumer: &BaseConsumer<SourceContext>,
+        shared: &mut Shared,
+    ) -> Result<(), KafkaError> {
+        if !shared.txn_open {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut advanced = Vec::new();
+        for (&partition, worker) in &shared.workers {
+            let Some(offset) = worker.tracker.as_ref().map(OffsetTracker::next_offset) else {
+                continue;
+            };
+            if offset > worker.committed {
+                tpl.add_partition_offset(
+                    &self.config.input_topic,
+                    partition,
+                    Offset::Offset(offset),
+                )?;
+                advanced.push((partition, offset));
+            }
+        }
+        if !advanced.is_empty() {
+            let group = consumer
+                .group_metadata()
+                .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
+            retry_transactional("send offsets to transaction", || {
+                self.sink
+                    .send_offsets_to_transaction(&tpl, &group, TRANSACTION_CALL_TIMEOUT)
+            })?;
+        }
+        retry_transactional("commit transaction", || {
+            self.sink.commit_transaction(TRANSACTION_CALL_TIMEOUT)
+        })?;
+        shared.txn_open = false;
+        metrics::counter!(telemetry::COMMITS).increment(1);
+        for (partition, offset) in advanced {
+            if let Some(w) = shared.workers.get_mut(&partition) {
+                w.committed = offset;
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction after `cause`, retrying while the
+    /// broker is away, and marks every partition for a rewind. A fatal
+    /// error (this producer was fenced by another with the same
+    /// `transactional.id`) stops the processor.
+    fn abort_transaction(&self, shared: &mut Shared, cause: &KafkaError) {
+        if is_fatal(cause) {
+            error!(message = "Fatal transaction error; stopping.", error = %cause);
+            if shared.failure.is_none() {
+                shared.failure = Some(ProcessorError::Transaction(cause.clone()));
+            }
+            return;
+        }
+        warn!(message = "Transaction failed; aborting it and rewinding every partition to its committed offset.", error = %cause);
+        metrics::counter!(telemetry::COMMIT_ERRORS).increment(1);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.sink.abort_transaction(TRANSACTION_CALL_TIMEOUT) {
+                Ok(()) => break,
+                Err(error) if is_fatal(&error) => {
+                    error!(message = "Cannot abort the transaction; stopping.", %error);
+                    if shared.failure.is_none() {
+                        shared.failure = Some(ProcessorError::Transaction(error));
+                    }
+                    return;
+                }
+                Err(error) => {
+                    warn!(message = "Aborting the transaction failed; retrying.", %error, ?backoff);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        metrics::counter!(telemetry::TRANSACTION_ABORTS).increment(1);
+        shared.txn_open = false;
+        shared.rewind_pending = true;
+    }
+
+    /// Rebuilds every assigned partition's state at its committed offset
+    /// (snapshot plus silent replay) and seeks the consumer back there,
+    /// after an aborted transaction. Messages polled before the rewind are
+    /// dropped by the generation check.
+    fn rewind(&self, consumer: &BaseConsumer<SourceContext>, shared: &mut Shared) {
+        shared.rewind_pending = false;
+        // Acknowledgements of the aborted records belong to the old state.
+        apply_acks(shared, &self.progress);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let partitions: Vec<i32> = shared.workers.keys().copied().collect();
+        self.health.set_restoring(true);
+        for partition in partitions {
+            let restored = self.restore(consumer, partition, shared.partition_count, true);
+            let (core, skip_below, manifest, committed) = match restored {
+                Ok(r) => r,
+                Err(error) => {
+                    error!(message = "Cannot rebuild partition state after an abort; stopping.", partition, %error);
+                    if shared.failure.is_none() {
+                        shared.failure = Some(error);
+                    }
+                    break;
+                }
+            };
+            let position = committed.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(error) = consumer.seek(
+                &self.config.input_topic,
+                partition,
+                position,
+                Duration::from_secs(10),
+            ) {
+                error!(message = "Cannot seek back after an abort; stopping.", partition, %error);
+                if shared.failure.is_none() {
+                    shared.failure = Some(ProcessorError::Transaction(error));
+                }
+                break;
+            }
+            let mut worker = Worker::new(core, generation, skip_below, manifest);
+            worker.committed = committed.unwrap_or(-1);
+            shared.workers.insert(partition, worker);
+            info!(message = "Partition rewound to its committed offset.", partition, offset = ?committed);
+        }
+        self.health.set_restoring(false);
+    }
+}
+
 impl SourceContext {
     /// The state to start partition `partition` with: its latest snapshot,
     /// replayed silently up to the committed offset, or an empty core.
-    /// Returns the core, the offset below which input is skipped, and the
-    /// snapshot's manifest.
+    /// Returns the core, the offset below which input is skipped, the
+    /// snapshot's manifest and the committed offset. Without durable state
+    /// a new owner starts empty, unless `rebuild` (a rewind after an
+    /// aborted transaction), which replays the input from its beginning.
+    #[allow(clippy::type_complexity)]
     fn restore(
         &self,
         consumer: &BaseConsumer<SourceContext>,
         partition: i32,
         partition_count: Option<u32>,
-    ) -> Result<(DecisionCore, i64, Option<Manifest>), ProcessorError> {
-        let Some(durable) = &self.durable else {
-            return Ok((DecisionCore::new(self.core), -1, None));
+        rebuild: bool,
+    ) -> Result<(DecisionCore, i64, Option<Manifest>, Option<i64>), ProcessorError> {
+        let loaded = match &self.durable {
+            Some(durable) => durable.store.load(partition)?,
+            None if rebuild => None,
+            None => return Ok((DecisionCore::new(self.core), -1, None, None)),
         };
         let started = Instant::now();
-        let loaded = durable.store.load(partition)?;
         let committed = committed_offset(consumer, &self.config.input_topic, partition);
         // No snapshot yet: the state is what the input from its beginning
         // up to the committed offset makes it.
@@ -417,7 +609,7 @@ impl SourceContext {
             coupons = core.stats().coupons,
             seconds
         );
-        Ok((core, skip_below, manifest))
+        Ok((core, skip_below, manifest, committed))
     }
 
     /// Takes snapshots of the listed partitions (all when `None`) whose
@@ -532,6 +724,66 @@ fn write_snapshot(store: &SnapshotStore, job: SnapshotJob) -> SnapshotDone {
     }
 }
 
+/// Exactly once: registers the transactional producer, retrying while the
+/// broker is away (logged), until `shutdown`.
+fn init_transactions(sink: &DecisionSink, shutdown: &AtomicBool) -> Result<(), ProcessorError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match sink.init_transactions(TRANSACTION_CALL_TIMEOUT) {
+            Ok(()) => return Ok(()),
+            Err(error) if is_fatal(&error) || shutdown.load(Ordering::Relaxed) => {
+                return Err(ProcessorError::Transaction(error));
+            }
+            Err(error) => {
+                warn!(message = "Cannot initialize transactions yet; retrying.", %error, ?backoff);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Runs one transactional call, retrying retriable errors (logged, with
+/// backoff up to 5 s) for as long as they last.
+fn retry_transactional(
+    what: &str,
+    mut call: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), KafkaError> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(error) if is_retriable(&error) => {
+                warn!(message = "Transactional call failed; retrying.", what, %error, ?backoff);
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// The producer cannot go on: fenced by a newer producer with the same
+/// `transactional.id`, or a broker without transactions (Tansu 0.6 has no
+/// EndTxn).
+fn is_fatal(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => {
+            e.is_fatal() || e.code() == RDKafkaErrorCode::UnsupportedFeature
+        }
+        _ => false,
+    }
+}
+
+fn is_retriable(error: &KafkaError) -> bool {
+    match error {
+        KafkaError::Transaction(e) => {
+            e.is_retriable() && !e.txn_requires_abort() && !is_fatal(error)
+        }
+        _ => false,
+    }
+}
+
 /// The group's committed offset of an input partition, if any.
 fn committed_offset(
     consumer: &BaseConsumer<SourceContext>,
@@ -642,6 +894,13 @@ fn apply_acks(shared: &mut Shared, progress: &Progress) {
     let mut acknowledged = 0;
     while let Ok(ack) = shared.acks.try_recv() {
         match ack.error {
+            // Exactly once: the transaction's commit fails on it, and the
+            // processor aborts and rewinds; records purged by an abort
+            // report errors too.
+            Some(error) if shared.exactly_once => {
+                metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
+                debug!(message = "Record of a failed transaction.", partition = ack.partition, offset = ack.offset, %error);
+            }
             Some(error) => {
                 metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
                 error!(message = "Broker refused a record.", partition = ack.partition, offset = ack.offset, %error);
@@ -773,8 +1032,8 @@ impl ConsumerContext for SourceContext {
             self.health.set_restoring(true);
         }
         for p in fresh {
-            match self.restore(consumer, p, shared.partition_count) {
-                Ok((core, skip_below, manifest)) => {
+            match self.restore(consumer, p, shared.partition_count, false) {
+                Ok((core, skip_below, manifest, _)) => {
                     shared
                         .workers
                         .insert(p, Worker::new(core, generation, skip_below, manifest));
@@ -851,6 +1110,7 @@ pub struct Processor {
 impl Processor {
     pub fn new(config: KafkaConfig, core: CoreConfig, health: Arc<Health>) -> Processor {
         let (acks, acks_rx) = mpsc::channel();
+        let exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         Processor {
             config,
             core,
@@ -863,6 +1123,9 @@ impl Processor {
                     partition_count: None,
                     failure: None,
                     snapshots_done: None,
+                    txn_open: false,
+                    rewind_pending: false,
+                    exactly_once,
                 })),
             },
             acks,
@@ -896,6 +1159,9 @@ impl Processor {
                 }
             })?,
         );
+        if config.guarantee == Guarantee::ExactlyOnce {
+            init_transactions(&sink, shutdown)?;
+        }
         let durable = if config.snapshot_interval_ms > 0 {
             let store = Arc::new(SnapshotStore::new(&config)?);
             let (jobs, queued) = mpsc::sync_channel::<SnapshotJob>(1);
@@ -1023,8 +1289,19 @@ fn consume(
 
         let mut shared = context.lock();
         apply_acks(&mut shared, progress);
+        if shared.rewind_pending {
+            context.rewind(consumer, &mut shared);
+            continue;
+        }
         if let Some(failure) = shared.failure.take() {
             return Err(failure);
+        }
+        if config.guarantee == Guarantee::ExactlyOnce
+            && !batch.is_empty()
+            && !context.begin_transaction(&mut shared)
+        {
+            // Aborted: the rewind re-reads this batch.
+            continue;
         }
         let partition_count = if config.verify_partitioning {
             shared.partition_count
@@ -1094,8 +1371,15 @@ fn consume(
                 Err(error) => failed = failed.or(Some(error)),
             }
         }
-        if let Some(failure) = failed {
-            return Err(failure);
+        match failed {
+            None => {}
+            // Exactly once: the producer refuses records once its
+            // transaction has failed; abort it and rewind.
+            Some(ProcessorError::Produce(error)) if shared.exactly_once => {
+                context.abort_transaction(&mut shared, &error);
+                continue;
+            }
+            Some(failure) => return Err(failure),
         }
         if !batch.is_empty() {
             batch_duration.record(started.elapsed().as_secs_f64());

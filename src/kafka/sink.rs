@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use crate::health::Health;
@@ -123,7 +124,7 @@ impl DecisionSink {
         health: Arc<Health>,
     ) -> Result<DecisionSink, KafkaError> {
         let producer = config
-            .producer_config()
+            .decision_producer_config()
             .create_with_context(AckContext { acks, health })?;
         Ok(DecisionSink {
             producer,
@@ -205,6 +206,39 @@ impl DecisionSink {
     /// Waits until every enqueued record is acknowledged or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer.flush(timeout)
+    }
+
+    /// Registers the transactional producer with its coordinator, fencing
+    /// any earlier producer with the same `transactional.id` and aborting
+    /// its open transaction (exactly-once only).
+    pub fn init_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.init_transactions(timeout)
+    }
+
+    pub fn begin_transaction(&self) -> Result<(), KafkaError> {
+        self.producer.begin_transaction()
+    }
+
+    /// Adds the consumer's input offsets to the open transaction, fenced by
+    /// the consumer's group generation (KIP-447).
+    pub fn send_offsets_to_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        self.producer
+            .send_offsets_to_transaction(offsets, group, timeout)
+    }
+
+    /// Flushes and commits the open transaction.
+    pub fn commit_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.commit_transaction(timeout)
+    }
+
+    /// Aborts the open transaction; records not yet sent are purged.
+    pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.abort_transaction(timeout)
     }
 
     /// Records enqueued and not yet acknowledged.
