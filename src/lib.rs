@@ -12,7 +12,8 @@
 //!   deterministic step: bytes in, decision bytes out. It has no I/O, no
 //!   clock and no threads.
 //! - [`snapshot`] is the durable binary form of one partition's core, from
-//!   which a restarted worker resumes with identical decisions.
+//!   which a restarted worker resumes with identical decisions;
+//!   [`snapshot_child`] encodes it in a forked child, off the hot path.
 //! - [`kafka`] is the Kafka processor: consumer-group source, producer
 //!   sink, at-least-once offset commits.
 //! - [`replay`] is the offline adapter (JSON lines in, decisions out);
@@ -44,6 +45,7 @@ pub mod partitioner;
 pub mod reason;
 pub mod replay;
 pub mod snapshot;
+pub mod snapshot_child;
 pub mod state;
 pub mod telemetry;
 pub mod workload;

@@ -193,7 +193,7 @@ fn describe() {
     describe_histogram!(
         SNAPSHOT_STALL,
         Unit::Seconds,
-        "Time the processing loop waits to take one snapshot (flush, commit, encode)."
+        "Time the processing loop waits to take snapshots (flush, commit, fork; encode on revoke and shutdown)."
     );
     describe_gauge!(
         SNAPSHOT_BYTES,

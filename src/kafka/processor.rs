@@ -15,8 +15,11 @@
 //! without producing. Messages polled before a rebalance that re-assigned
 //! their partition are discarded, since the new owner re-reads them from
 //! the committed offset. Every `snapshot_interval_ms` the loop flushes,
-//! commits and hands snapshots of the partitions that moved to a snapshot
-//! thread ([`SnapshotStore`]).
+//! commits and forks a child process that encodes the partitions that
+//! moved from a copy-on-write image of their state ([`snapshot_child`]:
+//! the loop waits for the fork only); a snapshot thread collects the bytes
+//! and writes them ([`SnapshotStore`]). Revoke and shutdown encode on the
+//! loop thread, since they wait for the write anyway.
 //!
 //! Guarantee: at least once, with redelivered decisions byte-identical to
 //! the first ones: a crash re-delivers input from the last commit, and the
@@ -58,6 +61,7 @@ use crate::kafka::state_store::{Manifest, ReaderContext, SnapshotStore, StoreErr
 use crate::partitioner::partition_for;
 use crate::reason::{Outcome, Reason};
 use crate::snapshot::{self, SnapshotError};
+use crate::snapshot_child::{self, Encoding};
 use crate::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
 use crate::telemetry::{self, BatchTally, Progress};
 
@@ -160,7 +164,8 @@ impl Worker {
     }
 }
 
-/// A snapshot handed to the snapshot thread.
+/// One partition's snapshot to write. `bytes` are empty while a child
+/// process is still encoding them.
 struct SnapshotJob {
     partition: i32,
     next_offset: i64,
@@ -168,18 +173,38 @@ struct SnapshotJob {
     previous: Option<Manifest>,
 }
 
-/// What the snapshot thread reports back.
+/// The periodic snapshots of one interval, handed to the snapshot thread:
+/// the due partitions, encoded by one forked child from the image the loop
+/// took under the partition table lock (`src/snapshot_child.rs`).
+struct SnapshotBatch {
+    encoding: Encoding,
+    /// In the order the cores were given to the child.
+    jobs: Vec<SnapshotJob>,
+}
+
+/// What the snapshot thread reports back: the partition's new manifest, or
+/// `None` when the snapshot failed and the previous one stays in force.
 struct SnapshotDone {
     partition: i32,
-    result: Result<Manifest, StoreError>,
+    manifest: Option<Manifest>,
 }
 
 /// Durable state: where snapshots go, and the thread writing them.
 struct Durable {
     store: Arc<SnapshotStore>,
-    jobs: mpsc::SyncSender<SnapshotJob>,
+    jobs: mpsc::SyncSender<SnapshotBatch>,
+    /// A batch is with the snapshot thread (its child encoding, or its
+    /// bytes being written). Set by the loop before it forks, cleared by
+    /// the thread when the batch is done: at most one child at a time, so
+    /// copy-on-write memory is bounded by one extra image of the state.
+    busy: Arc<AtomicBool>,
     interval: Duration,
 }
+
+/// A child encoding snapshots that sends nothing for this long is killed
+/// and its snapshots count as failed (a 10-million-coupon partition takes
+/// about 0.5 s; the bound is for a hung child, not a slow one).
+const SNAPSHOT_CHILD_SILENCE: Duration = Duration::from_secs(120);
 
 /// One input message as a partition worker sees it: plain slices of the
 /// polled message, so a batch can be shared with the worker threads.
@@ -630,15 +655,16 @@ impl SourceContext {
         let started = Instant::now();
         self.drain(shared);
         self.commit(consumer, shared, only);
-        let mut taken = 0;
-        for (&partition, worker) in shared.workers.iter_mut() {
+        // Partitions whose state moved since their last snapshot, with
+        // every input committed.
+        let mut due: Vec<(i32, i64)> = Vec::new();
+        for (&partition, worker) in &shared.workers {
             if only.is_some_and(|ps| !ps.contains(&partition)) || worker.snapshot_pending {
                 continue;
             }
             let Some(next_offset) = worker.tracker.as_ref().map(OffsetTracker::next_offset) else {
                 continue;
             };
-            // Only a state whose every input is committed, and which moved.
             if worker.committed != next_offset
                 || worker
                     .manifest
@@ -647,26 +673,111 @@ impl SourceContext {
             {
                 continue;
             }
-            let mut bytes = Vec::new();
-            snapshot::encode(&worker.core, &mut bytes);
-            taken += 1;
-            let job = SnapshotJob {
-                partition,
-                next_offset,
-                bytes,
-                previous: worker.manifest.clone(),
-            };
-            if wait {
-                let done = write_snapshot(&durable.store, job);
-                if let Ok(manifest) = done.result {
+            due.push((partition, next_offset));
+        }
+        if due.is_empty() {
+            return;
+        }
+        if wait {
+            // Revoke and shutdown block until written anyway: encode here.
+            for (partition, next_offset) in due {
+                let Some(worker) = shared.workers.get_mut(&partition) else {
+                    continue;
+                };
+                let mut bytes = Vec::new();
+                snapshot::encode(&worker.core, &mut bytes);
+                let job = SnapshotJob {
+                    partition,
+                    next_offset,
+                    bytes,
+                    previous: worker.manifest.clone(),
+                };
+                if let Some(manifest) = write_snapshot(&durable.store, job).manifest {
                     worker.manifest = Some(manifest);
                 }
-            } else if durable.jobs.try_send(job).is_ok() {
-                worker.snapshot_pending = true;
+            }
+        } else {
+            self.snapshot_in_child(durable, shared, &due);
+        }
+        metrics::histogram!(telemetry::SNAPSHOT_STALL).record(started.elapsed().as_secs_f64());
+    }
+
+    /// Forks a child that encodes the `due` partitions from the state as it
+    /// is now (the caller holds the partition table lock) and hands it to
+    /// the snapshot thread; the loop waits only for the fork. Skipped while
+    /// the previous batch is still with the snapshot thread.
+    fn snapshot_in_child(&self, durable: &Durable, shared: &mut Shared, due: &[(i32, i64)]) {
+        if durable.busy.swap(true, Ordering::AcqRel) {
+            debug!(message = "Previous snapshots still being written; next interval retries.");
+            return;
+        }
+        let cores: Vec<&DecisionCore> = due
+            .iter()
+            .filter_map(|(p, _)| shared.workers.get(p).map(|w| &w.core))
+            .collect();
+        let encoding = match snapshot_child::start(&cores) {
+            Ok(encoding) => encoding,
+            Err(error) => {
+                durable.busy.store(false, Ordering::Release);
+                metrics::counter!(telemetry::SNAPSHOT_FAILURES).increment(due.len() as u64);
+                warn!(message = "Cannot start encoding snapshots; the previous ones stay in force and the next interval retries.", %error);
+                return;
+            }
+        };
+        let jobs: Vec<SnapshotJob> = due
+            .iter()
+            .filter_map(|&(partition, next_offset)| {
+                shared.workers.get(&partition).map(|w| SnapshotJob {
+                    partition,
+                    next_offset,
+                    bytes: Vec::new(),
+                    previous: w.manifest.clone(),
+                })
+            })
+            .collect();
+        let partitions: Vec<i32> = jobs.iter().map(|j| j.partition).collect();
+        match durable.jobs.try_send(SnapshotBatch { encoding, jobs }) {
+            Ok(()) => {
+                for p in partitions {
+                    if let Some(w) = shared.workers.get_mut(&p) {
+                        w.snapshot_pending = true;
+                    }
+                }
+            }
+            Err(_) => {
+                // The snapshot thread is gone (or, impossibly, busy): the
+                // dropped batch kills and reaps its child.
+                durable.busy.store(false, Ordering::Release);
+                metrics::counter!(telemetry::SNAPSHOT_FAILURES).increment(due.len() as u64);
+                warn!(
+                    message = "The snapshot thread is not taking snapshots; the previous ones stay in force."
+                );
             }
         }
-        if taken > 0 {
-            metrics::histogram!(telemetry::SNAPSHOT_STALL).record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The snapshot thread's work on one batch: collects the child's bytes,
+/// then writes each partition's snapshot. A child that fails fails every
+/// snapshot of its batch, like any other snapshot failure.
+fn write_batch(store: &SnapshotStore, batch: SnapshotBatch) -> Vec<SnapshotDone> {
+    let SnapshotBatch { encoding, jobs } = batch;
+    match encoding.collect(SNAPSHOT_CHILD_SILENCE) {
+        Ok(encoded) => jobs
+            .into_iter()
+            .zip(encoded)
+            .map(|(job, bytes)| write_snapshot(store, SnapshotJob { bytes, ..job }))
+            .collect(),
+        Err(error) => {
+            metrics::counter!(telemetry::SNAPSHOT_FAILURES).increment(jobs.len() as u64);
+            let partitions: Vec<i32> = jobs.iter().map(|j| j.partition).collect();
+            warn!(message = "Encoding snapshots failed; the previous ones stay in force and the next interval retries.", ?partitions, %error);
+            jobs.into_iter()
+                .map(|job| SnapshotDone {
+                    partition: job.partition,
+                    manifest: None,
+                })
+                .collect()
         }
     }
 }
@@ -680,7 +791,7 @@ fn apply_snapshots_done(shared: &mut Shared) {
     for done in results {
         if let Some(worker) = shared.workers.get_mut(&done.partition) {
             worker.snapshot_pending = false;
-            if let Ok(manifest) = done.result {
+            if let Some(manifest) = done.manifest {
                 worker.manifest = Some(manifest);
             }
         }
@@ -720,7 +831,7 @@ fn write_snapshot(store: &SnapshotStore, job: SnapshotJob) -> SnapshotDone {
     }
     SnapshotDone {
         partition: job.partition,
-        result,
+        manifest: result.ok(),
     }
 }
 
@@ -1164,14 +1275,20 @@ impl Processor {
         }
         let durable = if config.snapshot_interval_ms > 0 {
             let store = Arc::new(SnapshotStore::new(&config)?);
-            let (jobs, queued) = mpsc::sync_channel::<SnapshotJob>(1);
+            let (jobs, queued) = mpsc::sync_channel::<SnapshotBatch>(1);
             let (done_tx, done_rx) = mpsc::channel();
             let writer = Arc::clone(&store);
+            let busy = Arc::new(AtomicBool::new(false));
+            let idle = Arc::clone(&busy);
             std::thread::Builder::new()
                 .name("snapshots".into())
                 .spawn(move || {
-                    for job in queued {
-                        if done_tx.send(write_snapshot(&writer, job)).is_err() {
+                    for batch in queued {
+                        let sent = write_batch(&writer, batch)
+                            .into_iter()
+                            .all(|done| done_tx.send(done).is_ok());
+                        idle.store(false, Ordering::Release);
+                        if !sent {
                             break;
                         }
                     }
@@ -1184,6 +1301,7 @@ impl Processor {
             Some(Durable {
                 store,
                 jobs,
+                busy,
                 interval: Duration::from_millis(config.snapshot_interval_ms),
             })
         } else {
