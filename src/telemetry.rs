@@ -40,9 +40,10 @@ pub const SNAPSHOT_STALL: &str = "coupon_stream_snapshot_stall_seconds";
 pub const SNAPSHOT_BYTES: &str = "coupon_stream_snapshot_bytes";
 pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
 pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
+pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 24] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -66,6 +67,7 @@ pub const ALL: [&str; 23] = [
     SNAPSHOT_BYTES,
     SNAPSHOT_FAILURES,
     RESTORE_DURATION,
+    CAMPAIGNS_EVICTED,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -114,6 +116,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         COMMIT_ERRORS,
         BROKER_ERRORS,
         SNAPSHOT_FAILURES,
+        CAMPAIGNS_EVICTED,
     ] {
         counter!(name).absolute(0);
     }
@@ -200,6 +203,10 @@ fn describe() {
         "Time to restore one assigned partition: read its snapshot, decode it, replay to the committed offset."
     );
     describe_counter!(
+        CAMPAIGNS_EVICTED,
+        "Campaigns dropped from state by retention (--retention-ms), with their coupons and counters."
+    );
+    describe_counter!(
         BROKER_ERRORS,
         "Client-level errors reported by librdkafka (brokers down, transport failures)."
     );
@@ -213,6 +220,7 @@ type DecisionKey = (Option<EventType>, Outcome, Option<Reason>);
 pub struct BatchTally {
     decisions: HashMap<DecisionKey, u64>,
     coupons_issued: u64,
+    campaigns_evicted: u64,
     dead_letters: u64,
     /// Event-time lags of this batch, in seconds.
     lags: Vec<f64>,
@@ -226,6 +234,7 @@ impl BatchTally {
             .entry((verdict.event_type, verdict.outcome, verdict.reason))
             .or_default() += 1;
         self.coupons_issued += verdict.coupons_issued as u64;
+        self.campaigns_evicted += u64::from(verdict.campaigns_evicted);
         if let Some(ts) = verdict.ts {
             self.lags.push(now_ms.saturating_sub(ts) as f64 / 1000.0);
         }
@@ -253,6 +262,11 @@ impl BatchTally {
         self.coupons_issued
     }
 
+    /// Campaigns dropped by retention so far.
+    pub fn campaigns_evicted(&self) -> u64 {
+        self.campaigns_evicted
+    }
+
     /// Adds the counts to the global metrics and clears them.
     pub fn flush(&mut self) {
         for ((event_type, outcome, reason), n) in self.decisions.drain() {
@@ -271,11 +285,15 @@ impl BatchTally {
         if self.dead_letters > 0 {
             counter!(DEAD_LETTERS).increment(self.dead_letters);
         }
+        if self.campaigns_evicted > 0 {
+            counter!(CAMPAIGNS_EVICTED).increment(self.campaigns_evicted);
+        }
         let lag = histogram!(EVENT_TIME_LAG);
         for &seconds in &self.lags {
             lag.record(seconds);
         }
         self.coupons_issued = 0;
+        self.campaigns_evicted = 0;
         self.dead_letters = 0;
         self.lags.clear();
     }
@@ -349,6 +367,7 @@ mod tests {
             DEAD_LETTERS,
             COMMITS,
             BROKER_ERRORS,
+            CAMPAIGNS_EVICTED,
         ] {
             assert!(counter.ends_with("_total"));
         }
@@ -366,6 +385,7 @@ mod tests {
             reason: None,
             coupons_issued: 3,
             ts: Some(1_000),
+            campaigns_evicted: 2,
         };
         let invalid = Verdict {
             event_type: None,
@@ -373,6 +393,7 @@ mod tests {
             reason: Some(Reason::Invalid(InvalidReason::Malformed)),
             coupons_issued: 0,
             ts: None,
+            campaigns_evicted: 0,
         };
         t.record(&issued, 1_500);
         t.record(&issued, 900);
@@ -387,10 +408,12 @@ mod tests {
         assert_eq!(t.outcome(Outcome::Issued), 2);
         assert_eq!(t.outcome(Outcome::Invalid), 1);
         assert_eq!(t.coupons_issued(), 6);
+        assert_eq!(t.campaigns_evicted(), 4);
         // A ts in the future counts as no lag.
         assert_eq!(t.lags, vec![0.5, 0.0]);
         t.flush();
         assert_eq!(t.decisions(), 0);
+        assert_eq!(t.campaigns_evicted(), 0);
         assert!(t.lags.is_empty());
     }
 }
