@@ -87,6 +87,8 @@ pub struct BenchOptions {
     pub sellers: u32,
     pub seed: u64,
     pub baseline: bool,
+    /// `--retention-ms` of the processor child.
+    pub retention_ms: u64,
     /// The `coupon-stream` binary the children run.
     pub exe: PathBuf,
 }
@@ -198,6 +200,7 @@ fn run_one(
         .args(["--dlq-topic", &dlq]);
     if mode == Mode::Processor {
         command.args(["--state-topic", &state]);
+        command.args(["--retention-ms", &options.retention_ms.to_string()]);
     }
     command.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
     for (k, v) in &options.properties {

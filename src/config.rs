@@ -14,6 +14,16 @@ pub const DEDUP_WINDOW_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// below what a Kafka message may carry by default configuration.
 pub const MAX_EVENT_BYTES_MAX: usize = 16 << 20;
 
+/// Default state retention: off. Retention changes the contract's answer
+/// to events that refer to a campaign long over (see `state::retention`),
+/// and the contract's own conformance vectors contain such events (up to
+/// 20 days late), so it is opt-in.
+pub const RETENTION_MS_DEFAULT: u64 = 0;
+
+/// The retention issue 4 asks for and deployments should set: 7 days of
+/// event time.
+pub const RETENTION_MS_RECOMMENDED: u64 = 7 * 24 * 3_600_000;
+
 /// Defaults every seller starts with until a `seller` event changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SellerDefaults {
@@ -41,6 +51,11 @@ pub struct CoreConfig {
     /// Longest accepted input value in bytes (contract section 6).
     pub max_event_bytes: usize,
     pub seller_defaults: SellerDefaults,
+    /// How far behind the watermark (ms of event time) the last moment a
+    /// campaign can matter may fall before the campaign, its coupons and its
+    /// counters are dropped from state (`state::retention`); 0 keeps every
+    /// campaign forever.
+    pub retention_ms: u64,
 }
 
 impl Default for CoreConfig {
@@ -49,6 +64,7 @@ impl Default for CoreConfig {
             dedup_window_ms: 600_000,
             max_event_bytes: 65_536,
             seller_defaults: SellerDefaults::default(),
+            retention_ms: RETENTION_MS_DEFAULT,
         }
     }
 }
@@ -63,6 +79,8 @@ pub enum ConfigError {
     DailyIssueLimitOutOfRange(u64),
     #[error("default max recipients must be between 1 and 2^53-1, got {0}")]
     MaxRecipientsOutOfRange(u64),
+    #[error("retention {0} ms exceeds 2^53-1 (the contract's ts range)")]
+    RetentionOutOfRange(u64),
     #[error("unknown time zone {0:?} (expected an IANA name such as Asia/Shanghai)")]
     UnknownTimezone(String),
 }
@@ -75,6 +93,9 @@ impl CoreConfig {
         }
         if self.max_event_bytes == 0 || self.max_event_bytes > MAX_EVENT_BYTES_MAX {
             return Err(ConfigError::MaxEventBytesOutOfRange(self.max_event_bytes));
+        }
+        if self.retention_ms > INT_MAX {
+            return Err(ConfigError::RetentionOutOfRange(self.retention_ms));
         }
         let defaults = &self.seller_defaults;
         if defaults.daily_issue_limit > INT_MAX {
@@ -110,7 +131,14 @@ mod tests {
         assert_eq!(c.seller_defaults.daily_issue_limit, 16_000);
         assert_eq!(c.seller_defaults.max_recipients, 20);
         assert_eq!(c.seller_defaults.timezone, chrono_tz::Asia::Shanghai);
+        assert_eq!(c.retention_ms, 0);
         assert_eq!(c.validate(), Ok(()));
+        let on = CoreConfig {
+            retention_ms: RETENTION_MS_RECOMMENDED,
+            ..CoreConfig::default()
+        };
+        assert_eq!(on.validate(), Ok(()));
+        assert_eq!(RETENTION_MS_RECOMMENDED, 604_800_000);
     }
 
     #[test]
@@ -125,6 +153,14 @@ mod tests {
             ..CoreConfig::default()
         };
         assert!(c.validate().is_err());
+        let c = CoreConfig {
+            retention_ms: INT_MAX + 1,
+            ..CoreConfig::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::RetentionOutOfRange(INT_MAX + 1))
+        );
         let mut c = CoreConfig::default();
         c.seller_defaults.max_recipients = 0;
         assert!(c.validate().is_err());

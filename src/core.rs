@@ -3,6 +3,12 @@
 //! duplicate detection (section 4), the rules (section 3), and the decision
 //! encoding (section 5). The Kafka processor, `replay` and the benchmarks all
 //! drive this same type; it does no I/O and reads no clock.
+//!
+//! State retention runs here too, in a fixed place: when a valid event has
+//! moved the watermark, campaigns whose retention deadline lies behind it
+//! are dropped *before* that event (even a duplicate) is decided, so the
+//! same input drops the same campaigns at the same event in `run`, `replay`
+//! and after a restore. The count is in the event's [`Verdict`].
 
 use crate::config::CoreConfig;
 use crate::decision::{Decision, Source};
@@ -43,6 +49,8 @@ pub struct Verdict {
     pub coupons_issued: usize,
     /// The event's `ts` (ms), when the value was a valid event.
     pub ts: Option<u64>,
+    /// Campaigns dropped by retention just before this event was decided.
+    pub campaigns_evicted: u32,
 }
 
 pub struct DecisionCore {
@@ -57,14 +65,15 @@ impl DecisionCore {
     pub fn new(config: CoreConfig) -> DecisionCore {
         DecisionCore {
             config,
-            state: PartitionState::new(config.seller_defaults),
+            state: PartitionState::with_retention(config.seller_defaults, config.retention_ms),
             dedup: DedupWindow::new(config.dedup_window_ms),
             watermark: 0,
         }
     }
 
     /// A core restored from a snapshot: `state` and `dedup` must have been
-    /// built for `config` (its seller defaults and duplicate window).
+    /// built for `config` (its seller defaults, retention and duplicate
+    /// window) and `state` advanced to `watermark`.
     pub(crate) fn from_parts(
         config: CoreConfig,
         state: PartitionState,
@@ -114,6 +123,7 @@ impl DecisionCore {
         };
 
         self.watermark = self.watermark.max(event.ts);
+        let campaigns_evicted = self.state.advance(self.watermark);
         let id = event_id_hash(&event.event_id);
         if self.dedup.check_and_remember(id, event.ts, self.watermark) {
             let decision = Decision::Duplicate {
@@ -121,7 +131,10 @@ impl DecisionCore {
                 event: &event,
             };
             encode_decision(&decision, out);
-            return verdict(&decision);
+            return Verdict {
+                campaigns_evicted,
+                ..verdict(&decision)
+            };
         }
 
         let ruling = self.state.apply(&event);
@@ -136,7 +149,10 @@ impl DecisionCore {
             issue_results,
         };
         encode_decision(&decision, out);
-        verdict(&decision)
+        Verdict {
+            campaigns_evicted,
+            ..verdict(&decision)
+        }
     }
 
     /// Sizes of the state, the duplicate window included in `heap_bytes`.
@@ -162,6 +178,7 @@ fn verdict(decision: &Decision<'_>) -> Verdict {
             Decision::Invalid { .. } => None,
             Decision::Duplicate { event, .. } | Decision::Ruled { event, .. } => Some(event.ts),
         },
+        campaigns_evicted: 0,
     }
 }
 
@@ -290,5 +307,242 @@ mod tests {
         let d = run(&mut core, SELLER, None, 0);
         assert_eq!(d["source"]["offset"], 7);
         assert_eq!(run(&mut core, SELLER, None, 0)["outcome"], "duplicate");
+    }
+
+    /// Retention scenarios: a core with `retention_ms` fed JSON values.
+    struct Retained {
+        core: DecisionCore,
+        n: usize,
+    }
+
+    impl Retained {
+        fn new(retention_ms: u64) -> Retained {
+            Retained {
+                core: DecisionCore::new(CoreConfig {
+                    retention_ms,
+                    ..CoreConfig::default()
+                }),
+                n: 0,
+            }
+        }
+
+        /// Decides `fields` (merged into a fresh event id, seller `s`) and
+        /// returns the decision and the verdict.
+        fn send(&mut self, ts: u64, fields: serde_json::Value) -> (serde_json::Value, Verdict) {
+            self.n += 1;
+            let mut v =
+                serde_json::json!({"event_id": format!("e{}", self.n), "ts": ts, "seller_id": "s"});
+            for (k, x) in fields.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            let mut out = Vec::new();
+            let value = serde_json::to_vec(&v).unwrap();
+            let verdict = self.core.process(
+                &Message {
+                    value: &value,
+                    source: Source {
+                        partition: 0,
+                        offset: self.n as i64,
+                    },
+                    key_check: None,
+                },
+                &mut out,
+            );
+            (serde_json::from_slice(&out).unwrap(), verdict)
+        }
+
+        fn campaign(&mut self, ts: u64, id: &str, budget: u64, valid_until: u64) -> Verdict {
+            self.send(
+                ts,
+                serde_json::json!({"type": "campaign", "campaign_id": id, "budget": budget,
+                    "valid_from": 0, "valid_until": valid_until, "discount_cents": 100,
+                    "discount_budget_cents": 250}),
+            )
+            .1
+        }
+
+        fn issue(&mut self, ts: u64, id: &str, users: &[&str]) -> serde_json::Value {
+            self.send(
+                ts,
+                serde_json::json!({"type": "issue", "campaign_id": id, "user_ids": users}),
+            )
+            .0
+        }
+
+        fn redeem(&mut self, ts: u64, coupon: &str, user: &str, order: &str) -> serde_json::Value {
+            self.send(
+                ts,
+                serde_json::json!({"type": "redeem", "coupon_id": coupon, "user_id": user,
+                    "order_id": order, "order_cents": 1000}),
+            )
+            .0
+        }
+
+        fn release(&mut self, ts: u64, coupon: &str, order: &str) -> serde_json::Value {
+            self.send(
+                ts,
+                serde_json::json!({"type": "release", "coupon_id": coupon, "order_id": order}),
+            )
+            .0
+        }
+
+        fn seller(&mut self, ts: u64) -> Verdict {
+            self.send(ts, serde_json::json!({"type": "seller"})).1
+        }
+    }
+
+    fn coupon_ids(d: &serde_json::Value) -> Vec<String> {
+        d["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["coupon_id"].as_str().unwrap_or("-").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_campaign_is_dropped_after_its_deadline_and_late_events_get_unknown() {
+        let mut r = Retained::new(1_000);
+        r.campaign(10, "c", 10, 100);
+        assert_eq!(coupon_ids(&r.issue(20, "c", &["u1", "u2"])), ["c:1", "c:2"]);
+        assert_eq!(r.redeem(30, "c:1", "u1", "o1")["outcome"], "accepted");
+        // Deadline 100 + 1000: kept at a watermark of 1100, dropped after.
+        assert_eq!(r.seller(1_100).campaigns_evicted, 0);
+        assert_eq!(r.core.stats().campaigns, 1);
+        assert_eq!(r.seller(1_101).campaigns_evicted, 1);
+        let stats = r.core.stats();
+        assert_eq!((stats.campaigns, stats.coupons), (0, 0));
+        assert_eq!(stats.evicted_campaigns, 1);
+        // Late events: the contract's reasons for what is not there.
+        let d = r.issue(50, "c", &["u3"]);
+        assert_eq!(
+            (d["outcome"].as_str(), d["reason"].as_str()),
+            (Some("rejected"), Some("unknown_campaign"))
+        );
+        assert_eq!(r.redeem(50, "c:2", "u2", "o2")["reason"], "unknown_coupon");
+        // Even an idempotent retry of an accepted redemption.
+        assert_eq!(r.redeem(50, "c:1", "u1", "o1")["reason"], "unknown_coupon");
+        assert_eq!(r.release(2_000, "c:1", "o1")["reason"], "unknown_coupon");
+        assert_eq!(r.core.stats().evicted_campaigns, 1);
+    }
+
+    #[test]
+    fn a_recreated_campaign_continues_numbering_and_budgets() {
+        let mut r = Retained::new(1_000);
+        r.campaign(10, "c", 3, 100);
+        r.issue(20, "c", &["u1", "u2"]);
+        assert_eq!(r.redeem(30, "c:1", "u1", "o1")["discount_cents"], 100);
+        assert_eq!(r.seller(5_000).campaigns_evicted, 1);
+        // The same id again: serials go on from 3, never naming c:1 or c:2
+        // anew; the budget of 3 counts the two issued before.
+        r.campaign(5_000, "c", 3, 9_000);
+        let d = r.issue(5_001, "c", &["u1", "u9"]);
+        assert_eq!(d["outcome"], "partial");
+        assert_eq!(coupon_ids(&d), ["c:3", "-"]);
+        assert_eq!(d["results"][1]["reason"], "budget_exhausted");
+        assert_eq!(
+            r.redeem(5_002, "c:1", "u1", "o1")["reason"],
+            "unknown_coupon"
+        );
+        assert_eq!(
+            r.redeem(5_002, "c:2", "u2", "o2")["reason"],
+            "unknown_coupon"
+        );
+        // The discount spent before stays spent (budget 250, 100 spent).
+        assert_eq!(r.redeem(5_003, "c:3", "u1", "o3")["outcome"], "accepted");
+        r.campaign(5_004, "c", 5, 9_000);
+        r.issue(5_005, "c", &["u4"]);
+        assert_eq!(
+            r.redeem(5_006, "c:4", "u4", "o4")["reason"],
+            "discount_budget_exhausted"
+        );
+        let view = crate::state::query::campaign_view(r.core.state(), 5_006, "s", "c").unwrap();
+        assert_eq!((view.issued, view.discount_spent_cents), (4, 200));
+    }
+
+    #[test]
+    fn coupons_and_issue_windows_outliving_valid_until_keep_a_campaign() {
+        let mut r = Retained::new(1_000);
+        r.campaign(10, "c", 10, 5_000);
+        r.issue(20, "c", &["u1"]);
+        // A new definition ends the campaign at 100, but c:1 expires at 5000.
+        r.campaign(30, "c", 10, 100);
+        assert_eq!(r.seller(5_900).campaigns_evicted, 0);
+        assert_eq!(r.redeem(4_999, "c:1", "u1", "o1")["outcome"], "accepted");
+        assert_eq!(r.seller(6_001).campaigns_evicted, 1);
+        // An issuance window past valid_until keeps it too.
+        r.send(
+            6_001,
+            serde_json::json!({"type": "campaign", "campaign_id": "w", "budget": 5,
+                "valid_from": 0, "valid_until": 6_001, "issue_from": 6_001,
+                "issue_until": 20_000, "discount_cents": 1}),
+        );
+        assert_eq!(r.seller(20_000).campaigns_evicted, 0);
+        assert_eq!(r.issue(20_000, "w", &["u1"])["outcome"], "issued");
+        assert_eq!(r.seller(21_001).campaigns_evicted, 1);
+    }
+
+    #[test]
+    fn retention_off_keeps_everything() {
+        let mut r = Retained::new(0);
+        r.campaign(10, "c", 10, 100);
+        r.issue(20, "c", &["u1"]);
+        assert_eq!(r.seller(u64::from(u32::MAX)).campaigns_evicted, 0);
+        assert_eq!(r.redeem(200, "c:1", "u1", "o1")["reason"], "expired");
+    }
+
+    #[test]
+    fn daily_counts_before_the_horizon_are_retired_and_closed() {
+        const DAY: u64 = 86_400_000;
+        let mut r = Retained::new(2 * DAY);
+        r.campaign(0, "c", 1_000, 100 * DAY);
+        for day in 0..10 {
+            let (a, b) = (format!("a{day}"), format!("b{day}"));
+            assert_eq!(r.issue(day * DAY + 1, "c", &[&a, &b])["outcome"], "issued");
+        }
+        let days = r.core.state().seller("s").unwrap().daily.days_tracked();
+        assert!(days <= 4, "{days} days tracked");
+        // A late issue on a retired day is refused rather than counted
+        // from zero; one inside the retention is counted as usual.
+        let d = r.issue(DAY, "c", &["x"]);
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
+        assert_eq!(r.issue(8 * DAY + 2, "c", &["y"])["outcome"], "issued");
+    }
+
+    #[test]
+    fn duplicates_and_invalid_values_around_eviction() {
+        let mut r = Retained::new(1_000);
+        r.campaign(10, "c", 10, 100);
+        // A duplicate moves the watermark and evicts like any valid event.
+        let mut out = Vec::new();
+        let dup = br#"{"type":"seller","event_id":"e1","ts":2000,"seller_id":"s"}"#;
+        let v = r.core.process(
+            &Message {
+                value: dup,
+                source: Source {
+                    partition: 0,
+                    offset: 0,
+                },
+                key_check: None,
+            },
+            &mut out,
+        );
+        assert_eq!((v.outcome, v.campaigns_evicted), (Outcome::Duplicate, 1));
+        // An invalid value neither moves the watermark nor evicts.
+        r.campaign(2_000, "d", 10, 100);
+        let bad = br#"{"type":"seller","event_id":"x","ts":9000}"#;
+        let v = r.core.process(
+            &Message {
+                value: bad,
+                source: Source {
+                    partition: 0,
+                    offset: 1,
+                },
+                key_check: None,
+            },
+            &mut out,
+        );
+        assert_eq!((v.outcome, v.campaigns_evicted), (Outcome::Invalid, 0));
+        assert_eq!(r.core.stats().campaigns, 1);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use coupon_stream::config::{CoreConfig, SellerDefaults, parse_timezone};
+use coupon_stream::config::{CoreConfig, RETENTION_MS_DEFAULT, SellerDefaults, parse_timezone};
 use coupon_stream::core::DecisionCore;
 use coupon_stream::health::Health;
 use coupon_stream::http::HttpServer;
@@ -86,6 +86,9 @@ struct BenchArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// State retention of the processor under test, in ms (see `run --help`); 0 keeps every campaign.
+    #[arg(long, env = "COUPON_STREAM_RETENTION_MS", default_value_t = RETENTION_MS_DEFAULT)]
+    retention_ms: u64,
 }
 
 /// The contract's configuration values, shared by every command that decides.
@@ -118,6 +121,13 @@ struct CoreArgs {
         default_value = "Asia/Shanghai"
     )]
     default_timezone: String,
+    /// How long (ms of event time) a campaign is kept after the last moment
+    /// it can matter (valid_until, issue_until, its coupons' expiry) before
+    /// it is dropped with its coupons and counters; 0 (the default) keeps
+    /// every campaign. 604800000 (7 days) is the recommended production value;
+    /// late events for a dropped campaign get unknown_campaign / unknown_coupon.
+    #[arg(long, env = "COUPON_STREAM_RETENTION_MS", default_value_t = RETENTION_MS_DEFAULT)]
+    retention_ms: u64,
 }
 
 impl CoreArgs {
@@ -130,6 +140,7 @@ impl CoreArgs {
                 max_recipients: self.default_max_recipients,
                 timezone: parse_timezone(&self.default_timezone)?,
             },
+            retention_ms: self.retention_ms,
         };
         config.validate()?;
         Ok(config)
@@ -506,6 +517,12 @@ fn run_copy(args: RunArgs) -> anyhow::Result<()> {
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     use coupon_stream::bench::{BenchOptions, run_bench};
+    // Refuse a bad retention here, not as a failing child.
+    CoreConfig {
+        retention_ms: args.retention_ms,
+        ..CoreConfig::default()
+    }
+    .validate()?;
     init_logging(LogFormat::Text, "warn");
     let options = BenchOptions {
         brokers: args.brokers,
@@ -517,6 +534,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         sellers: args.sellers,
         seed: args.seed,
         baseline: args.baseline,
+        retention_ms: args.retention_ms,
         exe: std::env::current_exe()?,
     };
     let reports = run_bench(&options)?;

@@ -10,7 +10,7 @@
 //! continuation byte for byte as the original would, and that encodes to
 //! the same bytes again.
 //!
-//! Format version 1. Integers are unsigned LEB128 varints unless noted,
+//! Format version 2. Integers are unsigned LEB128 varints unless noted,
 //! `zz` marks a zigzag varint of a wrapping difference, and a string is a
 //! varint byte length and UTF-8 bytes. Maps are written sorted by key, so
 //! the same state always gives the same bytes.
@@ -18,21 +18,27 @@
 //! ```text
 //! magic      b"CSSNAP", version u32 LE
 //! config     dedup_window_ms, max_event_bytes, default daily_issue_limit,
-//!            default max_recipients, default timezone (IANA name)
+//!            default max_recipients, default timezone (IANA name),
+//!            retention_ms (v2)
 //! watermark
 //! users      count, then each id in handle order, front-coded: bytes
 //!            shared with the previous id, then the rest as a string
 //! orders     the same
 //! sellers    count, then by ascending id: id, daily_issue_limit,
 //!            max_recipients, timezone, day count and per day (zz day,
-//!            issued), campaign count and per campaign by ascending id:
+//!            issued), retired days (v2: 0 for none, or 1 and zz the first
+//!            day not retired), campaign count and per campaign by
+//!            ascending id:
 //!              id, flags (active | ttl given << 1 | discount budget given
 //!              << 2), budget, valid_from, valid_until, discount_cents,
 //!              min_order_cents, per_user_limit, issue_from, issue_until,
 //!              [ttl_ms], [discount_budget_cents], discount_spent_cents,
-//!              ledger block: byte length u64 LE, coupon count, then per
-//!              coupon in serial order: holder << 1 | redeemed, zz
-//!              expires_at, and when redeemed: order, discount_cents
+//!              ledger block: byte length u64 LE, base serial (v2), count
+//!              of coupons held, then per coupon in serial order: holder
+//!              << 1 | redeemed, zz expires_at, and when redeemed: order,
+//!              discount_cents
+//!            then (v2) tombstone count and per tombstone by ascending id:
+//!              id, coupons issued, discount_spent_cents
 //! dedup      remembered ids, bucket count, then per bucket ascending: zz
 //!            index, id count, per id: id u128 LE and 0, or 1 + (first-seen
 //!            ts - bucket start) when this bucket files the id's first
@@ -40,9 +46,19 @@
 //! checksum   xxh3_64 of all preceding bytes, u64 LE
 //! ```
 //!
-//! Two things are derived rather than stored: coupons per user (one per
-//! coupon held, rebuilt from the ledger) and redemption slots (packed in
-//! serial order with nothing free; a slot number never reaches a decision).
+//! Version 2 added state retention (`--retention-ms`): the setting, each
+//! seller's retired days and tombstones, and each ledger's base serial.
+//! [`decode`] still reads version 1, written before retention existed, as
+//! a state in which nothing was dropped yet, under whatever retention the
+//! process runs with: the first event after the restore applies it. A
+//! version 2 snapshot taken with a different retention is refused like
+//! any other configuration mismatch, since retention changes decisions.
+//!
+//! Three things are derived rather than stored: coupons per user (one per
+//! coupon held, rebuilt from the ledger), redemption slots (packed in
+//! serial order with nothing free; a slot number never reaches a decision)
+//! and the retention deadlines (a function of each campaign's definition
+//! and coupons).
 //!
 //! Decoding treats its input as untrusted: every count is checked against
 //! the bytes left before anything is allocated for it, every handle against
@@ -59,7 +75,7 @@ use crate::event::CampaignDefinition;
 use crate::id::{ID_BYTES_MAX, INT_MAX, is_valid_id};
 use crate::intern::Interner;
 use crate::state::PartitionState;
-use crate::state::campaign::Campaign;
+use crate::state::campaign::{Campaign, Tombstone};
 use crate::state::coupon_ledger::{COUPONS_MAX, CouponLedger, Redemption};
 use crate::state::seller::{Seller, SellerSettings};
 
@@ -67,7 +83,10 @@ use crate::state::seller::{Seller, SellerSettings};
 pub const MAGIC: &[u8; 6] = b"CSSNAP";
 
 /// The format [`encode`] writes and [`decode`] reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format [`decode`] still reads: before state retention.
+pub const FORMAT_VERSION_V1: u32 = 1;
 
 const HEADER_BYTES: usize = MAGIC.len() + 4;
 const CHECKSUM_BYTES: usize = 8;
@@ -86,6 +105,8 @@ const MIN_CAMPAIGN_BYTES: usize = 21;
 const MIN_COUPON_BYTES: usize = 2;
 const MIN_BUCKET_BYTES: usize = 2;
 const MIN_DEDUP_ID_BYTES: usize = 17;
+/// Id, issued, discount spent.
+const MIN_TOMBSTONE_BYTES: usize = 4;
 
 const FLAG_ACTIVE: u8 = 1;
 const FLAG_TTL: u8 = 1 << 1;
@@ -97,7 +118,9 @@ pub enum SnapshotError {
     Truncated,
     #[error("not a snapshot (bad magic bytes)")]
     BadMagic,
-    #[error("snapshot format version {0} is not supported (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "snapshot format version {0} is not supported (this build reads {FORMAT_VERSION_V1} and {FORMAT_VERSION})"
+    )]
     UnsupportedVersion(u32),
     #[error("snapshot checksum mismatch")]
     Checksum,
@@ -111,6 +134,13 @@ pub enum SnapshotError {
 /// later decision: partition state, dedup window, watermark, and the
 /// [`CoreConfig`] values it was built with) to `out`.
 pub fn encode(core: &DecisionCore, out: &mut Vec<u8>) {
+    encode_as(core, FORMAT_VERSION, out);
+}
+
+/// [`encode`] in format `version`. Version 1 has no place for retention
+/// state, so it is written only by tests, of states that have none.
+fn encode_as(core: &DecisionCore, version: u32, out: &mut Vec<u8>) {
+    let v2 = version >= 2;
     let start = out.len();
     let state = core.state();
     let stats = state.stats();
@@ -119,7 +149,7 @@ pub fn encode(core: &DecisionCore, out: &mut Vec<u8>) {
         64 + (stats.users + stats.orders) * 10 + stats.coupons as usize * 6 + core.dedup_len() * 18,
     );
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
 
     let config = core.config();
     put_varint(out, config.dedup_window_ms);
@@ -127,6 +157,9 @@ pub fn encode(core: &DecisionCore, out: &mut Vec<u8>) {
     put_varint(out, config.seller_defaults.daily_issue_limit);
     put_varint(out, config.seller_defaults.max_recipients);
     put_str(out, config.seller_defaults.timezone.name());
+    if v2 {
+        put_varint(out, config.retention_ms);
+    }
     put_varint(out, core.watermark());
 
     put_interner(out, state.users());
@@ -136,7 +169,7 @@ pub fn encode(core: &DecisionCore, out: &mut Vec<u8>) {
     sellers.sort_unstable_by_key(|&(id, _)| id);
     put_varint(out, sellers.len() as u64);
     for (id, seller) in sellers {
-        put_seller(out, id, seller);
+        put_seller(out, id, seller, v2);
     }
 
     put_dedup(out, core.dedup());
@@ -150,9 +183,10 @@ pub fn encode(core: &DecisionCore, out: &mut Vec<u8>) {
 /// that changes decisions, the result is [`SnapshotError::ConfigMismatch`]
 /// naming the field (the caller logs it and starts from scratch).
 pub fn decode(bytes: &[u8], config: CoreConfig) -> Result<DecisionCore, SnapshotError> {
-    let body = open_envelope(bytes)?;
+    let (version, body) = open_envelope(bytes)?;
+    let v2 = version >= 2;
     let mut r = Reader::new(body);
-    check_config(&mut r, &config)?;
+    check_config(&mut r, &config, v2)?;
     let watermark = r.varint()?;
     if watermark > INT_MAX {
         return Err(SnapshotError::Invalid(
@@ -174,13 +208,20 @@ pub fn decode(bytes: &[u8], config: CoreConfig) -> Result<DecisionCore, Snapshot
             return Err(SnapshotError::Invalid("sellers not in ascending id order"));
         }
         previous = Some(id);
-        sellers.insert(id.into(), read_seller(&mut r, handles)?);
+        sellers.insert(id.into(), read_seller(&mut r, handles, v2)?);
     }
     let dedup = read_dedup(&mut r, config.dedup_window_ms)?;
     if !r.rest.is_empty() {
         return Err(SnapshotError::Invalid("bytes after the last section"));
     }
-    let state = PartitionState::restore(config.seller_defaults, sellers, users, orders);
+    let state = PartitionState::restore(
+        config.seller_defaults,
+        config.retention_ms,
+        watermark,
+        sellers,
+        users,
+        orders,
+    );
     Ok(DecisionCore::from_parts(config, state, dedup, watermark))
 }
 
@@ -228,7 +269,7 @@ fn put_interner(out: &mut Vec<u8>, interner: &Interner) {
     }
 }
 
-fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller) {
+fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
     put_str(out, id);
     let settings = &seller.settings;
     put_varint(out, settings.daily_issue_limit);
@@ -242,6 +283,15 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller) {
         put_varint(out, issued);
         previous = day;
     }
+    if v2 {
+        match seller.daily.retired_before() {
+            None => out.push(0),
+            Some(floor) => {
+                out.push(1);
+                put_varint(out, zigzag(floor));
+            }
+        }
+    }
     let mut campaigns: Vec<(&str, &Campaign)> = seller
         .campaigns
         .iter()
@@ -253,7 +303,17 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller) {
         put_str(out, id);
         put_definition(out, &campaign.definition);
         put_varint(out, campaign.discount_spent_cents);
-        put_ledger(out, &campaign.coupons);
+        put_ledger(out, &campaign.coupons, v2);
+    }
+    if v2 {
+        let mut tombstones: Vec<_> = seller.evicted.iter().collect();
+        tombstones.sort_unstable_by_key(|&(id, _)| id);
+        put_varint(out, tombstones.len() as u64);
+        for (id, tombstone) in tombstones {
+            put_str(out, id);
+            put_varint(out, tombstone.issued);
+            put_varint(out, tombstone.discount_spent_cents);
+        }
     }
 }
 
@@ -287,10 +347,13 @@ fn put_definition(out: &mut Vec<u8>, d: &CampaignDefinition) {
 }
 
 /// One campaign's coupons as a length-prefixed block.
-fn put_ledger(out: &mut Vec<u8>, ledger: &CouponLedger) {
+fn put_ledger(out: &mut Vec<u8>, ledger: &CouponLedger, v2: bool) {
     let at = out.len();
     out.extend_from_slice(&[0; 8]);
-    put_varint(out, ledger.len());
+    if v2 {
+        put_varint(out, ledger.base());
+    }
+    put_varint(out, ledger.held());
     let mut previous_expiry = 0u64;
     for coupon in ledger.iter() {
         let redemption = ledger.redemption(coupon);
@@ -337,8 +400,9 @@ fn put_dedup(out: &mut Vec<u8>, dedup: &DedupWindow) {
 
 // ---------------------------------------------------------------- decoding
 
-/// Checks magic, version and checksum; returns the sections between them.
-fn open_envelope(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
+/// Checks magic, version and checksum; returns the version and the
+/// sections between them.
+fn open_envelope(bytes: &[u8]) -> Result<(u32, &[u8]), SnapshotError> {
     let Some((magic, rest)) = bytes.split_at_checked(MAGIC.len()) else {
         return Err(if MAGIC.starts_with(bytes) {
             SnapshotError::Truncated
@@ -353,7 +417,7 @@ fn open_envelope(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
         return Err(SnapshotError::Truncated);
     };
     let version = u32::from_le_bytes(*version);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_V1 {
         return Err(SnapshotError::UnsupportedVersion(version));
     }
     let Some((covered, checksum)) = bytes.split_last_chunk::<CHECKSUM_BYTES>() else {
@@ -365,10 +429,10 @@ fn open_envelope(bytes: &[u8]) -> Result<&[u8], SnapshotError> {
     if xxhash_rust::xxh3::xxh3_64(covered) != u64::from_le_bytes(*checksum) {
         return Err(SnapshotError::Checksum);
     }
-    Ok(body)
+    Ok((version, body))
 }
 
-fn check_config(r: &mut Reader<'_>, config: &CoreConfig) -> Result<(), SnapshotError> {
+fn check_config(r: &mut Reader<'_>, config: &CoreConfig, v2: bool) -> Result<(), SnapshotError> {
     let mismatch = |field| Err(SnapshotError::ConfigMismatch(field));
     if r.varint()? != config.dedup_window_ms {
         return mismatch("dedup_window_ms");
@@ -385,6 +449,11 @@ fn check_config(r: &mut Reader<'_>, config: &CoreConfig) -> Result<(), SnapshotE
     }
     if r.str(TIMEZONE_BYTES_MAX)? != defaults.timezone.name() {
         return mismatch("seller_defaults.timezone");
+    }
+    // Version 1 predates retention: nothing was dropped, which any
+    // retention setting continues from.
+    if v2 && r.varint()? != config.retention_ms {
+        return mismatch("retention_ms");
     }
     Ok(())
 }
@@ -427,7 +496,7 @@ fn read_interner(r: &mut Reader<'_>) -> Result<Interner, SnapshotError> {
     Ok(interner)
 }
 
-fn read_seller(r: &mut Reader<'_>, handles: Handles) -> Result<Seller, SnapshotError> {
+fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller, SnapshotError> {
     let daily_issue_limit = r.varint()?;
     let max_recipients = r.varint()?;
     let timezone = crate::config::parse_timezone(r.str(TIMEZONE_BYTES_MAX)?)
@@ -448,6 +517,19 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles) -> Result<Seller, SnapshotE
         // Appends: the day is after every day set so far.
         seller.daily.set_issued(day, r.varint()?);
     }
+    if v2 {
+        let floor = match r.byte()? {
+            0 => None,
+            1 => Some(unzigzag(r.varint()?)),
+            _ => return Err(SnapshotError::Invalid("bad retired-days marker")),
+        };
+        if let (Some(floor), Some(&(oldest, _))) = (floor, seller.daily.days().first())
+            && oldest < floor
+        {
+            return Err(SnapshotError::Invalid("a retired day still has a count"));
+        }
+        seller.daily.set_retired_before(floor);
+    }
     let campaign_count = r.count(MIN_CAMPAIGN_BYTES)?;
     seller.campaigns.reserve(campaign_count);
     let mut previous: Option<&str> = None;
@@ -461,7 +543,7 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles) -> Result<Seller, SnapshotE
         previous = Some(id);
         let definition = read_definition(r)?;
         let discount_spent_cents = r.varint()?;
-        let (coupons, largest_discount) = read_ledger(r, handles)?;
+        let (coupons, largest_discount) = read_ledger(r, handles, v2)?;
         // The rules keep the spent sum at least each redeemed coupon's
         // discount (release subtracts it).
         if discount_spent_cents < largest_discount {
@@ -473,6 +555,33 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles) -> Result<Seller, SnapshotE
             id.into(),
             Campaign::restore(definition, discount_spent_cents, coupons),
         );
+    }
+    if v2 {
+        let tombstone_count = r.count(MIN_TOMBSTONE_BYTES)?;
+        seller.evicted.reserve(tombstone_count);
+        let mut previous: Option<&str> = None;
+        for _ in 0..tombstone_count {
+            let id = r.id()?;
+            if previous.is_some_and(|p| p >= id) {
+                return Err(SnapshotError::Invalid(
+                    "tombstones not in ascending id order",
+                ));
+            }
+            previous = Some(id);
+            if seller.campaigns.contains_key(id) {
+                return Err(SnapshotError::Invalid(
+                    "a campaign is both held and dropped",
+                ));
+            }
+            let tombstone = Tombstone {
+                issued: r.varint()?,
+                discount_spent_cents: r.varint()?,
+            };
+            if tombstone.issued > INT_MAX {
+                return Err(SnapshotError::Invalid("tombstone serial beyond 2^53-1"));
+            }
+            seller.evicted.insert(id.into(), tombstone);
+        }
     }
     Ok(seller)
 }
@@ -506,18 +615,26 @@ fn read_definition(r: &mut Reader<'_>) -> Result<CampaignDefinition, SnapshotErr
 }
 
 /// A campaign's coupons, with the largest discount among the redeemed.
-fn read_ledger(r: &mut Reader<'_>, handles: Handles) -> Result<(CouponLedger, u64), SnapshotError> {
+fn read_ledger(
+    r: &mut Reader<'_>,
+    handles: Handles,
+    v2: bool,
+) -> Result<(CouponLedger, u64), SnapshotError> {
     let len = u64::from_le_bytes(r.fixed::<8>()?);
     let len = usize::try_from(len).map_err(|_| SnapshotError::Truncated)?;
     let mut block = Reader::new(r.bytes(len)?);
+    let base = if v2 { block.varint()? } else { 0 };
     let count = block.count(MIN_COUPON_BYTES)? as u64;
     if count > COUPONS_MAX {
         return Err(SnapshotError::Invalid("ledger holds more coupons than fit"));
     }
-    let mut ledger = CouponLedger::default();
+    if base.checked_add(count).is_none_or(|last| last > INT_MAX) {
+        return Err(SnapshotError::Invalid("coupon serial beyond 2^53-1"));
+    }
+    let mut ledger = CouponLedger::starting_after(base);
     let mut expires_at = 0u64;
     let mut largest_discount = 0u64;
-    for serial in 1..=count {
+    for serial in base + 1..=base + count {
         let head = block.varint()?;
         let holder = head >> 1;
         if holder >= handles.users {
@@ -695,6 +812,7 @@ mod tests {
     use super::*;
     use crate::core::Message;
     use crate::decision::Source;
+    use crate::state::StateStats;
     use crate::workload::{Profile, Workload, WorkloadConfig};
     use proptest::prelude::*;
     use serde_json::json;
@@ -768,6 +886,7 @@ mod tests {
             (
                 s.sellers,
                 s.campaigns,
+                s.evicted_campaigns,
                 s.coupons,
                 s.redeemed_coupons,
                 s.users,
@@ -895,6 +1014,17 @@ mod tests {
         })
     }
 
+    /// Retention settings: off, and short enough (the generated campaigns
+    /// last 1 to 48 hours) that campaigns are dropped and re-created.
+    fn retention() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            Just(0u64),
+            1u64..7_200_000,
+            Just(3_600_000),
+            Just(86_400_000)
+        ]
+    }
+
     fn window() -> impl Strategy<Value = u64> {
         prop_oneof![
             Just(0u64),
@@ -937,8 +1067,9 @@ mod tests {
             values in small_values(),
             cut in 0.0f64..=1.0,
             dedup_window_ms in window(),
+            retention_ms in retention(),
         ) {
-            let config = CoreConfig { dedup_window_ms, ..CoreConfig::default() };
+            let config = CoreConfig { dedup_window_ms, retention_ms, ..CoreConfig::default() };
             check_continuation(config, &values, (cut * values.len() as f64) as usize)?;
         }
 
@@ -1047,10 +1178,10 @@ mod tests {
         assert_eq!(decode(&bad, config).err(), Some(SnapshotError::BadMagic));
         assert_eq!(decode(b"JSON", config).err(), Some(SnapshotError::BadMagic));
         let mut bad = bytes.clone();
-        bad[MAGIC.len()..HEADER_BYTES].copy_from_slice(&2u32.to_le_bytes());
+        bad[MAGIC.len()..HEADER_BYTES].copy_from_slice(&3u32.to_le_bytes());
         assert_eq!(
             decode(&bad, config).err(),
-            Some(SnapshotError::UnsupportedVersion(2))
+            Some(SnapshotError::UnsupportedVersion(3))
         );
         let mut bad = bytes.clone();
         let last = bad.len() - 1;
@@ -1107,6 +1238,109 @@ mod tests {
         );
     }
 
+    /// A core with retention whose state holds dropped campaigns
+    /// (tombstones), a resumed campaign and retired days.
+    fn retained_core(retention_ms: u64) -> DecisionCore {
+        let config = CoreConfig {
+            retention_ms,
+            ..CoreConfig::default()
+        };
+        let mut core = DecisionCore::new(config);
+        let day = 86_400_000u64;
+        let mut values = Vec::new();
+        values.push(
+            json!({"type": "campaign", "event_id": "d", "ts": 1, "seller_id": "s",
+            "campaign_id": "d", "budget": 1, "valid_from": 0, "valid_until": day,
+            "discount_cents": 5}),
+        );
+        values.push(
+            json!({"type": "issue", "event_id": "di", "ts": 2, "seller_id": "s",
+            "campaign_id": "d", "user_ids": ["u1"]}),
+        );
+        for round in 0..6u64 {
+            let ts = 1_000 + round * 3 * day;
+            values.push(
+                json!({"type": "campaign", "event_id": format!("c{round}"), "ts": ts,
+                "seller_id": "s", "campaign_id": "c", "budget": 100, "valid_from": 0,
+                "valid_until": ts + day, "discount_cents": 5}),
+            );
+            values.push(
+                json!({"type": "issue", "event_id": format!("i{round}"), "ts": ts + 1,
+                "seller_id": "s", "campaign_id": "c", "user_ids": ["u1", format!("v{round}")]}),
+            );
+            values.push(
+                json!({"type": "redeem", "event_id": format!("r{round}"), "ts": ts + 2,
+                "seller_id": "s", "coupon_id": format!("c:{}", 2 * round + 1), "user_id": "u1",
+                "order_id": format!("o{round}"), "order_cents": 100}),
+            );
+        }
+        let values: Vec<Vec<u8>> = values
+            .iter()
+            .map(|v| serde_json::to_vec(v).unwrap())
+            .collect();
+        feed(&mut core, &values, 0);
+        core
+    }
+
+    #[test]
+    fn retention_state_round_trips() {
+        let day = 86_400_000u64;
+        let core = retained_core(day);
+        let s = core.state().seller("s").unwrap();
+        assert!(core.state().campaign("s", "c").is_some());
+        // The campaign was dropped and re-created five times: its ledger
+        // starts after the ten coupons issued before.
+        assert_eq!(core.state().campaign("s", "c").unwrap().coupons.base(), 10);
+        assert!(s.daily.retired_before().is_some());
+        // "d" was dropped for good; "c" holds its own count again.
+        assert_eq!(s.evicted.keys().map(|k| &**k).collect::<Vec<_>>(), ["d"]);
+        assert_eq!(s.evicted["d"].issued, 1);
+        let bytes = snapshot(&core);
+        let restored = decode(&bytes, *core.config()).unwrap();
+        assert_eq!(snapshot(&restored), bytes);
+        let sizes = |c: &DecisionCore| StateStats {
+            heap_bytes: 0,
+            ..c.stats()
+        };
+        assert_eq!(sizes(&restored), sizes(&core));
+        // Dropped state leaves the snapshot.
+        assert!(bytes.len() < snapshot(&retained_core(0)).len());
+        // Retention changes decisions, so a different one is refused.
+        let other = CoreConfig {
+            retention_ms: 2 * day,
+            ..*core.config()
+        };
+        assert_eq!(
+            decode(&bytes, other).err(),
+            Some(SnapshotError::ConfigMismatch("retention_ms"))
+        );
+    }
+
+    #[test]
+    fn version_1_snapshots_are_read_under_any_retention() {
+        let (config, _, original) = small_snapshot();
+        let mut v1 = Vec::new();
+        encode_as(&original, FORMAT_VERSION_V1, &mut v1);
+        assert_eq!(v1[MAGIC.len()..HEADER_BYTES], 1u32.to_le_bytes());
+        let same = decode(&v1, config).unwrap();
+        assert_eq!(snapshot(&same), snapshot(&original));
+        // Nothing was dropped in a version 1 state; a retention given now
+        // applies from the next event.
+        let retained = CoreConfig {
+            retention_ms: 1,
+            ..config
+        };
+        let mut core = decode(&v1, retained).unwrap();
+        assert_eq!(core.stats().campaigns, original.stats().campaigns);
+        let later = format!(
+            r#"{{"type":"seller","event_id":"late","ts":{},"seller_id":"s0"}}"#,
+            crate::id::INT_MAX
+        );
+        feed(&mut core, &[later.into_bytes()], 0);
+        assert_eq!(core.stats().campaigns, 0);
+        assert_eq!(core.stats().evicted_campaigns, original.stats().campaigns);
+    }
+
     #[test]
     fn equal_states_encode_equally() {
         // Two cores hash their maps with different seeds, so their
@@ -1160,6 +1394,7 @@ mod tests {
         put_varint(&mut bytes, config.seller_defaults.daily_issue_limit);
         put_varint(&mut bytes, config.seller_defaults.max_recipients);
         put_str(&mut bytes, config.seller_defaults.timezone.name());
+        put_varint(&mut bytes, config.retention_ms);
         put_varint(&mut bytes, 0); // watermark
         put_varint(&mut bytes, u64::MAX); // users
         bytes.extend_from_slice(&[0; CHECKSUM_BYTES]);

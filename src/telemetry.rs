@@ -41,6 +41,7 @@ pub const SNAPSHOT_STALL: &str = "coupon_stream_snapshot_stall_seconds";
 pub const SNAPSHOT_BYTES: &str = "coupon_stream_snapshot_bytes";
 pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
 pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
+pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
 
 /// Every name above, for tests and docs.
 pub const ALL: [&str; 24] = [
@@ -68,6 +69,7 @@ pub const ALL: [&str; 24] = [
     SNAPSHOT_BYTES,
     SNAPSHOT_FAILURES,
     RESTORE_DURATION,
+    CAMPAIGNS_EVICTED,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -117,6 +119,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         TRANSACTION_ABORTS,
         BROKER_ERRORS,
         SNAPSHOT_FAILURES,
+        CAMPAIGNS_EVICTED,
     ] {
         counter!(name).absolute(0);
     }
@@ -210,6 +213,10 @@ fn describe() {
         "Time to restore one assigned partition: read its snapshot, decode it, replay to the committed offset."
     );
     describe_counter!(
+        CAMPAIGNS_EVICTED,
+        "Campaigns dropped from state by retention (--retention-ms), with their coupons and counters."
+    );
+    describe_counter!(
         BROKER_ERRORS,
         "Client-level errors reported by librdkafka (brokers down, transport failures)."
     );
@@ -223,6 +230,7 @@ type DecisionKey = (Option<EventType>, Outcome, Option<Reason>);
 pub struct BatchTally {
     decisions: HashMap<DecisionKey, u64>,
     coupons_issued: u64,
+    campaigns_evicted: u64,
     dead_letters: u64,
     /// Event-time lags of this batch, in seconds.
     lags: Vec<f64>,
@@ -236,6 +244,7 @@ impl BatchTally {
             .entry((verdict.event_type, verdict.outcome, verdict.reason))
             .or_default() += 1;
         self.coupons_issued += verdict.coupons_issued as u64;
+        self.campaigns_evicted += u64::from(verdict.campaigns_evicted);
         if let Some(ts) = verdict.ts {
             self.lags.push(now_ms.saturating_sub(ts) as f64 / 1000.0);
         }
@@ -263,6 +272,11 @@ impl BatchTally {
         self.coupons_issued
     }
 
+    /// Campaigns dropped by retention so far.
+    pub fn campaigns_evicted(&self) -> u64 {
+        self.campaigns_evicted
+    }
+
     /// Adds the counts to the global metrics and clears them.
     pub fn flush(&mut self) {
         for ((event_type, outcome, reason), n) in self.decisions.drain() {
@@ -281,11 +295,15 @@ impl BatchTally {
         if self.dead_letters > 0 {
             counter!(DEAD_LETTERS).increment(self.dead_letters);
         }
+        if self.campaigns_evicted > 0 {
+            counter!(CAMPAIGNS_EVICTED).increment(self.campaigns_evicted);
+        }
         let lag = histogram!(EVENT_TIME_LAG);
         for &seconds in &self.lags {
             lag.record(seconds);
         }
         self.coupons_issued = 0;
+        self.campaigns_evicted = 0;
         self.dead_letters = 0;
         self.lags.clear();
     }
@@ -359,6 +377,7 @@ mod tests {
             DEAD_LETTERS,
             COMMITS,
             BROKER_ERRORS,
+            CAMPAIGNS_EVICTED,
         ] {
             assert!(counter.ends_with("_total"));
         }
@@ -376,6 +395,7 @@ mod tests {
             reason: None,
             coupons_issued: 3,
             ts: Some(1_000),
+            campaigns_evicted: 2,
         };
         let invalid = Verdict {
             event_type: None,
@@ -383,6 +403,7 @@ mod tests {
             reason: Some(Reason::Invalid(InvalidReason::Malformed)),
             coupons_issued: 0,
             ts: None,
+            campaigns_evicted: 0,
         };
         t.record(&issued, 1_500);
         t.record(&issued, 900);
@@ -397,10 +418,12 @@ mod tests {
         assert_eq!(t.outcome(Outcome::Issued), 2);
         assert_eq!(t.outcome(Outcome::Invalid), 1);
         assert_eq!(t.coupons_issued(), 6);
+        assert_eq!(t.campaigns_evicted(), 4);
         // A ts in the future counts as no lag.
         assert_eq!(t.lags, vec![0.5, 0.0]);
         t.flush();
         assert_eq!(t.decisions(), 0);
+        assert_eq!(t.campaigns_evicted(), 0);
         assert!(t.lags.is_empty());
     }
 }

@@ -135,6 +135,22 @@ fn bad_flags_are_one_line_and_exit_2() {
             .unwrap(),
         "max event bytes",
     );
+    for command in ["replay", "run", "demo", "bench"] {
+        assert_usage_error(
+            &bin()
+                .args([command, "--retention-ms", "-1"])
+                .output()
+                .unwrap(),
+            "-1",
+        );
+        assert_usage_error(
+            &bin()
+                .args([command, "--retention-ms", "9007199254740992"])
+                .output()
+                .unwrap(),
+            "retention 9007199254740992 ms exceeds",
+        );
+    }
     assert_usage_error(&bin().arg("frobnicate").output().unwrap(), "frobnicate");
     assert_usage_error(
         &bin().args(["run", "-X", "novalue"]).output().unwrap(),
@@ -169,6 +185,50 @@ fn bad_flags_are_one_line_and_exit_2() {
             .unwrap(),
         "between 0 and 1",
     );
+}
+
+#[test]
+fn retention_changes_only_late_events_for_dropped_campaigns() {
+    // The generated vectors span 20 days and refer to campaigns long over.
+    // With 7 days of retention, every decision that departs from the
+    // contract's is a late event's: unknown_campaign, unknown_coupon, or a
+    // recipient refused on a retired day; the environment variable works
+    // like the flag.
+    let dir = tempdir();
+    let output = format!("{dir}/retained.out");
+    let out = bin()
+        .args([
+            "replay",
+            "--quiet",
+            "--input",
+            &fixture("generated-seed1.events.jsonl"),
+            "--output",
+            &output,
+        ])
+        .env("COUPON_STREAM_RETENTION_MS", "604800000")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = std::fs::read_to_string(&output).unwrap();
+    let want = std::fs::read_to_string(fixture("generated-seed1.decisions.jsonl")).unwrap();
+    assert_eq!(got.lines().count(), want.lines().count());
+    let mut differing = 0;
+    for (g, w) in got.lines().zip(want.lines()) {
+        let g: serde_json::Value = serde_json::from_str(g).unwrap();
+        let w: serde_json::Value = serde_json::from_str(w).unwrap();
+        if g["outcome"] == w["outcome"] && g["reason"] == w["reason"] {
+            continue;
+        }
+        differing += 1;
+        let late = match g["reason"].as_str() {
+            Some("unknown_campaign" | "unknown_coupon") => true,
+            _ => g["results"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["reason"] == "daily_quota_exhausted")),
+        };
+        assert!(late, "{g} (contract: {w})");
+    }
+    assert!(differing > 100, "{differing}");
 }
 
 #[test]

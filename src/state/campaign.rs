@@ -5,6 +5,9 @@
 //! Coupons per user are a function of the ledger (every coupon ever issued
 //! counts for its holder, and coupons are never removed), so a campaign
 //! restored from a snapshot rebuilds them from its coupons.
+//!
+//! [`Tombstone`]: what is kept of a campaign that retention dropped, so
+//! that re-creating it continues its serial numbering and its budgets.
 
 use crate::event::CampaignDefinition;
 use crate::state::coupon_ledger::CouponLedger;
@@ -20,6 +23,18 @@ pub struct Campaign {
     pub coupons: CouponLedger,
 }
 
+/// What a seller keeps of a campaign dropped by retention: enough that a
+/// later `campaign` event with the same id neither names an old coupon with
+/// a new serial nor grants the spent budgets again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tombstone {
+    /// Coupons ever issued, which is the last serial used.
+    pub issued: u64,
+    /// Discount of the coupons redeemed when the campaign was dropped; they
+    /// can no longer be released, so it stays spent.
+    pub discount_spent_cents: u64,
+}
+
 impl Campaign {
     pub fn new(definition: CampaignDefinition) -> Campaign {
         Campaign {
@@ -28,6 +43,37 @@ impl Campaign {
             holdings: Holdings::default(),
             coupons: CouponLedger::default(),
         }
+    }
+
+    /// A campaign re-created after retention dropped it: serials continue
+    /// after the old ones, and the issued count and discount spent carry
+    /// over (the contract keeps a campaign's counters across definitions).
+    /// Per-user counts start afresh: the old coupons are gone.
+    pub fn resume(definition: CampaignDefinition, tombstone: Tombstone) -> Campaign {
+        Campaign {
+            definition,
+            discount_spent_cents: tombstone.discount_spent_cents,
+            holdings: Holdings::default(),
+            coupons: CouponLedger::starting_after(tombstone.issued),
+        }
+    }
+
+    /// What retention keeps when it drops this campaign.
+    pub fn tombstone(&self) -> Tombstone {
+        Tombstone {
+            issued: self.issued(),
+            discount_spent_cents: self.discount_spent_cents,
+        }
+    }
+
+    /// The latest event time at which this campaign can still change a
+    /// decision: the end of its redemption and issuance windows and the
+    /// latest expiry of its coupons (see `state::retention`).
+    pub fn last_relevant_ts(&self) -> u64 {
+        let d = &self.definition;
+        d.valid_until
+            .max(d.issue_until)
+            .max(self.coupons.max_expires_at())
     }
 
     /// A campaign restored from a snapshot: its holdings are rebuilt from

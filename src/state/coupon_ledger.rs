@@ -6,6 +6,10 @@
 //! [`CHUNK_COUPONS`], so a growing campaign never copies its coupons and
 //! wastes at most one partly filled chunk. Redemptions, a minority, sit in a
 //! side table whose slots are recycled on release.
+//!
+//! A campaign re-created after retention dropped it continues its old
+//! numbering: its ledger starts after a *base* serial, the coupons issued
+//! before the drop, which it no longer holds and never names again.
 
 /// Coupons per chunk: 64 KiB of coupons.
 pub const CHUNK_COUPONS: usize = 4096;
@@ -39,13 +43,29 @@ pub struct Redemption {
 #[derive(Debug, Default)]
 pub struct CouponLedger {
     chunks: Vec<Vec<Coupon>>,
+    /// The last serial issued (`base` plus the coupons held).
     len: u64,
+    /// Serials up to this one were issued before retention dropped the
+    /// campaign; they are not held and name nothing.
+    base: u64,
+    /// The latest `expires_at` among the coupons held, 0 when none.
+    max_expires_at: u64,
     redemptions: Vec<Redemption>,
     free_redemptions: Vec<u32>,
 }
 
 impl CouponLedger {
-    /// Coupons issued so far, which is also the last serial.
+    /// An empty ledger whose first coupon gets serial `base + 1`.
+    pub fn starting_after(base: u64) -> CouponLedger {
+        CouponLedger {
+            len: base,
+            base,
+            ..CouponLedger::default()
+        }
+    }
+
+    /// Coupons issued so far, which is also the last serial; includes the
+    /// `base` coupons issued before a drop.
     pub fn len(&self) -> u64 {
         self.len
     }
@@ -54,9 +74,25 @@ impl CouponLedger {
         self.len == 0
     }
 
+    /// The last serial issued before retention dropped the campaign (0 if
+    /// it never was).
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Coupons held: serials `base + 1 ..= len`.
+    pub fn held(&self) -> u64 {
+        self.len - self.base
+    }
+
+    /// The latest expiry among the coupons held, 0 when none.
+    pub fn max_expires_at(&self) -> u64 {
+        self.max_expires_at
+    }
+
     /// Whether another coupon fits.
     pub fn has_room(&self) -> bool {
-        self.len < COUPONS_MAX
+        self.held() < COUPONS_MAX && self.len < crate::id::INT_MAX
     }
 
     /// Appends a coupon; returns its serial (1-based).
@@ -80,31 +116,33 @@ impl CouponLedger {
             None => self.chunks.push(vec![coupon]),
         }
         self.len += 1;
+        self.max_expires_at = self.max_expires_at.max(expires_at);
         self.len
     }
 
-    /// The coupon with this serial, if issued.
+    /// The coupon with this serial, if issued and held.
     pub fn get(&self, serial: u64) -> Option<&Coupon> {
-        if serial == 0 || serial > self.len {
+        if serial <= self.base || serial > self.len {
             return None;
         }
-        let index = (serial - 1) as usize;
+        let index = (serial - self.base - 1) as usize;
         self.chunks
             .get(index / CHUNK_COUPONS)?
             .get(index % CHUNK_COUPONS)
     }
 
     fn get_mut(&mut self, serial: u64) -> Option<&mut Coupon> {
-        if serial == 0 || serial > self.len {
+        if serial <= self.base || serial > self.len {
             return None;
         }
-        let index = (serial - 1) as usize;
+        let index = (serial - self.base - 1) as usize;
         self.chunks
             .get_mut(index / CHUNK_COUPONS)?
             .get_mut(index % CHUNK_COUPONS)
     }
 
-    /// Every coupon in serial order (serial 1 first), for snapshots.
+    /// Every coupon held in serial order (serial `base + 1` first), for
+    /// snapshots.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Coupon> + '_ {
         self.chunks.iter().flatten()
     }
@@ -216,5 +254,30 @@ mod tests {
         assert_eq!(l.redemptions.len(), 1, "slot reused");
         assert_eq!(l.redemption(l.get(2).unwrap()), Some(r2));
         assert!(!l.redeem(3, r2));
+    }
+
+    #[test]
+    fn a_base_hides_earlier_serials() {
+        let mut l = CouponLedger::starting_after(7);
+        assert_eq!(l.len(), 7);
+        assert_eq!(l.held(), 0);
+        assert_eq!(l.get(7), None);
+        assert_eq!(l.issue(3, 50), 8);
+        assert_eq!(l.issue(4, 40), 9);
+        assert_eq!(l.max_expires_at(), 50);
+        for old in 0..=7 {
+            assert_eq!(l.get(old), None, "{old}");
+            assert_eq!(l.release(old), None);
+        }
+        assert_eq!(l.get(8).unwrap().holder, 3);
+        assert_eq!(l.iter().count(), 2);
+        let r = Redemption {
+            order: 1,
+            discount_cents: 5,
+        };
+        assert!(!l.redeem(7, r));
+        assert!(l.redeem(9, r));
+        assert_eq!(l.release(9), Some(r));
+        assert_eq!(l.get(10), None);
     }
 }

@@ -8,6 +8,7 @@ pub mod daily_quota;
 pub mod holdings;
 pub mod partition_state;
 pub mod query;
+pub mod retention;
 pub mod seller;
 
 pub use partition_state::{PartitionState, Ruling, StateStats, UserResult};

@@ -4,6 +4,12 @@
 //! It is owned by exactly one worker at a time and is plain data: no locks,
 //! no clock (time is the event's `ts`), no I/O. Given the same events in the
 //! same order it reaches the same state and rulings.
+//!
+//! It also applies state retention ([`PartitionState::advance`], see
+//! `state::retention`): campaigns whose deadline the watermark has passed
+//! are dropped, leaving a [`Tombstone`](crate::state::campaign::Tombstone)
+//! with their seller, and a seller's
+//! daily counts older than the retention horizon are retired.
 
 use hashbrown::HashMap;
 
@@ -17,6 +23,7 @@ use crate::reason::{Outcome, Rejection};
 use crate::state::campaign::Campaign;
 use crate::state::coupon_id::parse_coupon_id;
 use crate::state::coupon_ledger::Redemption;
+use crate::state::retention::RetentionIndex;
 use crate::state::seller::{Seller, SellerSettings};
 
 /// One recipient's result in an `issue` decision, in request order.
@@ -54,6 +61,9 @@ pub enum Ruling {
 pub struct StateStats {
     pub sellers: usize,
     pub campaigns: usize,
+    /// Tombstones of campaigns dropped by retention.
+    pub evicted_campaigns: usize,
+    /// Coupons held (not those of dropped campaigns).
     pub coupons: u64,
     pub redeemed_coupons: u64,
     pub users: usize,
@@ -67,37 +77,92 @@ pub struct PartitionState {
     sellers: HashMap<Box<str>, Seller>,
     users: Interner,
     orders: Interner,
+    /// Campaign deadlines; empty with retention off.
+    retention: RetentionIndex,
+    /// The partition watermark as of the last [`PartitionState::advance`]
+    /// (0 if never called, which keeps every daily count).
+    watermark: u64,
     /// Reused across `issue` events so a decision allocates nothing.
     issue_results: Vec<UserResult>,
 }
 
 impl PartitionState {
+    /// A state that keeps everything (retention off).
     pub fn new(defaults: SellerDefaults) -> PartitionState {
+        PartitionState::with_retention(defaults, 0)
+    }
+
+    /// A state that drops campaigns `retention_ms` after their last
+    /// relevant moment (0: never).
+    pub fn with_retention(defaults: SellerDefaults, retention_ms: u64) -> PartitionState {
         PartitionState {
             defaults: defaults.into(),
             sellers: HashMap::new(),
             users: Interner::new(),
             orders: Interner::new(),
+            retention: RetentionIndex::new(retention_ms),
+            watermark: 0,
             issue_results: Vec::new(),
         }
     }
 
     /// A state restored from a snapshot. `defaults` are the settings a
     /// seller first named by a later event starts with; the interners'
-    /// handles must be the ones the sellers' coupons refer to.
+    /// handles must be the ones the sellers' coupons refer to. The
+    /// retention index is rebuilt from the campaigns.
     pub(crate) fn restore(
         defaults: SellerDefaults,
+        retention_ms: u64,
+        watermark: u64,
         sellers: HashMap<Box<str>, Seller>,
         users: Interner,
         orders: Interner,
     ) -> PartitionState {
+        let mut retention = RetentionIndex::new(retention_ms);
+        for (seller_id, seller) in &sellers {
+            for (campaign_id, campaign) in &seller.campaigns {
+                retention.track(seller_id, campaign_id, None, campaign.last_relevant_ts());
+            }
+        }
         PartitionState {
             defaults: defaults.into(),
             sellers,
             users,
             orders,
+            retention,
+            watermark,
             issue_results: Vec::new(),
         }
+    }
+
+    /// Moves the state to the partition watermark `watermark` and drops
+    /// every campaign whose deadline lies behind it, leaving a tombstone.
+    /// Returns how many were dropped. Costs one comparison unless a
+    /// deadline has passed.
+    #[inline]
+    pub fn advance(&mut self, watermark: u64) -> u32 {
+        self.watermark = watermark;
+        if self.retention.is_due(watermark) {
+            self.evict_due()
+        } else {
+            0
+        }
+    }
+
+    #[cold]
+    fn evict_due(&mut self) -> u32 {
+        let mut evicted = 0;
+        while let Some((seller_id, campaign_id)) = self.retention.pop_due(self.watermark) {
+            let Some(seller) = self.sellers.get_mut(&seller_id) else {
+                debug_assert!(false, "indexed campaign of an unknown seller");
+                continue;
+            };
+            if let Some(campaign) = seller.campaigns.remove(&campaign_id) {
+                seller.evicted.insert(campaign_id, campaign.tombstone());
+                evicted += 1;
+            }
+        }
+        evicted
     }
 
     /// Every seller with its id, in no particular order (for snapshots).
@@ -145,17 +210,29 @@ impl PartitionState {
     }
 
     fn upsert_campaign(&mut self, seller_id: &str, upsert: &CampaignUpsert<'_>) -> Ruling {
+        let campaign_id = upsert.campaign_id.as_ref();
         let seller = self.seller_entry(seller_id);
-        match seller.campaigns.get_mut(upsert.campaign_id.as_ref()) {
+        let (previous, last_relevant) = match seller.campaigns.get_mut(campaign_id) {
             // Counters survive a new definition.
-            Some(campaign) => campaign.definition = upsert.definition,
-            None => {
-                seller.campaigns.insert(
-                    upsert.campaign_id.as_ref().into(),
-                    Campaign::new(upsert.definition),
-                );
+            Some(campaign) => {
+                let previous = campaign.last_relevant_ts();
+                campaign.definition = upsert.definition;
+                (Some(previous), campaign.last_relevant_ts())
             }
-        }
+            None => {
+                // A campaign dropped by retention comes back with its
+                // numbering and budgets, never reusing a serial.
+                let campaign = match seller.evicted.remove(campaign_id) {
+                    Some(tombstone) => Campaign::resume(upsert.definition, tombstone),
+                    None => Campaign::new(upsert.definition),
+                };
+                let last_relevant = campaign.last_relevant_ts();
+                seller.campaigns.insert(campaign_id.into(), campaign);
+                (None, last_relevant)
+            }
+        };
+        self.retention
+            .track(seller_id, campaign_id, previous, last_relevant);
         Ruling::Applied
     }
 
@@ -183,7 +260,12 @@ impl PartitionState {
             return rejected(Rejection::OutsideIssueWindow);
         }
 
+        if let Some(horizon) = self.retention.horizon(self.watermark) {
+            seller.daily.retire(settings.timezone, horizon);
+        }
         let day = local_day(settings.timezone, ts);
+        // A retired day's count is gone: refuse rather than over-issue.
+        let day_retired = seller.daily.is_retired(day);
         let mut issued_today = seller.daily.issued_on(day);
         let expires_at = match def.ttl_ms {
             Some(ttl) => def.valid_until.min(ts.saturating_add(ttl)),
@@ -191,7 +273,7 @@ impl PartitionState {
         };
         let mut issued = 0usize;
         for user_id in &request.user_ids {
-            let result = if issued_today >= settings.daily_issue_limit {
+            let result = if day_retired || issued_today >= settings.daily_issue_limit {
                 UserResult::Rejected(Rejection::DailyQuotaExhausted)
             } else if campaign.issued() >= def.budget || !campaign.coupons.has_room() {
                 // A full ledger (2^32-2 coupons) is a capacity limit of the
@@ -202,6 +284,9 @@ impl PartitionState {
             } else {
                 match self.users.intern(user_id) {
                     Ok(user) => {
+                        // Never beyond the indexed deadline: expires_at is
+                        // at most the current valid_until.
+                        debug_assert!(expires_at <= campaign.last_relevant_ts());
                         let serial = campaign.coupons.issue(user, expires_at);
                         campaign.add_holding(user);
                         issued_today += 1;
@@ -333,6 +418,11 @@ impl PartitionState {
         self.sellers.get(seller_id)?.campaigns.get(campaign_id)
     }
 
+    /// The retention setting (ms; 0: off).
+    pub fn retention_ms(&self) -> u64 {
+        self.retention.retention_ms()
+    }
+
     /// A seller, for queries and tests.
     pub fn seller(&self, seller_id: &str) -> Option<&Seller> {
         self.sellers.get(seller_id)
@@ -356,14 +446,16 @@ impl PartitionState {
             orders: self.orders.len(),
             heap_bytes: self.users.heap_bytes()
                 + self.orders.heap_bytes()
+                + self.retention.heap_bytes()
                 + self.sellers.capacity() * (std::mem::size_of::<(Box<str>, Seller)>() + 1),
             ..StateStats::default()
         };
         for (id, seller) in &self.sellers {
             stats.heap_bytes += id.len() + seller.heap_bytes();
             stats.campaigns += seller.campaigns.len();
+            stats.evicted_campaigns += seller.evicted.len();
             for campaign in seller.campaigns.values() {
-                stats.coupons += campaign.issued();
+                stats.coupons += campaign.coupons.held();
                 stats.redeemed_coupons += campaign.coupons.redeemed_count() as u64;
             }
         }

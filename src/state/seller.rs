@@ -1,13 +1,14 @@
 //! [`Seller`]: a seller's quota settings, its daily issuance counts and its
-//! campaigns. All state belongs to a seller, which is why a seller's events
-//! must all land on one partition.
+//! campaigns, and the tombstones of campaigns that retention dropped. All
+//! state belongs to a seller, which is why a seller's events must all land
+//! on one partition.
 
 use chrono_tz::Tz;
 use hashbrown::HashMap;
 
 use crate::config::SellerDefaults;
 use crate::event::SellerUpdate;
-use crate::state::campaign::Campaign;
+use crate::state::campaign::{Campaign, Tombstone};
 use crate::state::daily_quota::DailyQuota;
 
 /// A seller's quota settings (contract section 3, `seller`).
@@ -48,6 +49,10 @@ pub struct Seller {
     pub settings: SellerSettings,
     pub daily: DailyQuota,
     pub campaigns: HashMap<Box<str>, Campaign>,
+    /// Campaigns dropped by retention, by id: a campaign id is in at most
+    /// one of `campaigns` and `evicted`. Kept for good (about 20 bytes plus
+    /// the id each), so that a re-created campaign never reuses a serial.
+    pub evicted: HashMap<Box<str>, Tombstone>,
 }
 
 impl Seller {
@@ -56,6 +61,7 @@ impl Seller {
             settings,
             daily: DailyQuota::default(),
             campaigns: HashMap::new(),
+            evicted: HashMap::new(),
         }
     }
 
@@ -67,5 +73,7 @@ impl Seller {
                 .iter()
                 .map(|(id, c)| id.len() + c.heap_bytes())
                 .sum::<usize>()
+            + self.evicted.capacity() * (std::mem::size_of::<(Box<str>, Tombstone)>() + 1)
+            + self.evicted.keys().map(|id| id.len()).sum::<usize>()
     }
 }
