@@ -44,7 +44,7 @@ pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
 pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 25] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,

@@ -32,6 +32,9 @@ fn replay_files_match_the_vectors_decision_for_decision() {
                 &fixture(&format!("{name}.events.jsonl")),
                 "--output",
                 &output,
+                // The contract keeps campaigns forever (tests/conformance.rs).
+                "--retention-ms",
+                "0",
             ])
             .output()
             .unwrap();
