@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use crate::broker::{BrokerChoice, BrokerError};
 use crate::kafka::admin::{AdminError, ensure_topics};
+use crate::kafka::config::Guarantee;
 use crate::kafka::load_producer::{self, LoadError};
 use crate::reason::Outcome;
 use crate::workload::{Profile, Workload, WorkloadConfig};
@@ -87,6 +88,8 @@ pub struct BenchOptions {
     pub sellers: u32,
     pub seed: u64,
     pub baseline: bool,
+    /// The processor runs once per guarantee listed, side by side.
+    pub guarantees: Vec<Guarantee>,
     /// `--retention-ms` of the processor child.
     pub retention_ms: u64,
     /// The `coupon-stream` binary the children run.
@@ -122,6 +125,8 @@ pub struct LatencyMs {
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub mode: Mode,
+    /// The processor's guarantee (`None` for the baseline).
+    pub guarantee: Option<Guarantee>,
     pub broker: String,
     pub embedded_broker: bool,
     pub partitions: i32,
@@ -147,9 +152,11 @@ pub fn run_bench(options: &BenchOptions) -> Result<Vec<BenchReport>, BenchError>
     let broker = BrokerChoice::connect_or_start(options.brokers.as_deref())?;
     let mut reports = Vec::new();
     if options.baseline {
-        reports.push(run_one(options, &broker, Mode::Baseline)?);
+        reports.push(run_one(options, &broker, Mode::Baseline, None)?);
     }
-    reports.push(run_one(options, &broker, Mode::Processor)?);
+    for &guarantee in &options.guarantees {
+        reports.push(run_one(options, &broker, Mode::Processor, Some(guarantee))?);
+    }
     Ok(reports)
 }
 
@@ -157,6 +164,7 @@ fn run_one(
     options: &BenchOptions,
     broker: &BrokerChoice,
     mode: Mode,
+    guarantee: Option<Guarantee>,
 ) -> Result<BenchReport, BenchError> {
     let brokers = broker.bootstrap_servers();
     let run_id = format!(
@@ -201,6 +209,9 @@ fn run_one(
     if mode == Mode::Processor {
         command.args(["--state-topic", &state]);
         command.args(["--retention-ms", &options.retention_ms.to_string()]);
+    }
+    if let Some(guarantee) = guarantee {
+        command.args(["--guarantee", guarantee.as_str()]);
     }
     command.args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
     for (k, v) in &options.properties {
@@ -268,6 +279,7 @@ fn run_one(
     let latency = |q: f64| read.latency_us.value_at_quantile(q) as f64 / 1000.0;
     Ok(BenchReport {
         mode,
+        guarantee,
         broker: brokers.to_owned(),
         embedded_broker: broker.is_embedded(),
         partitions: options.partitions,

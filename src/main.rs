@@ -83,6 +83,9 @@ struct BenchArgs {
     /// Also measure a plain consume-and-produce copy of the same events first.
     #[arg(long)]
     baseline: bool,
+    /// Guarantee of the processor under test; repeat it to run the processor once per guarantee, side by side.
+    #[arg(long, value_enum, default_values_t = [Guarantee::AtLeastOnce])]
+    guarantee: Vec<Guarantee>,
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -534,6 +537,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         sellers: args.sellers,
         seed: args.seed,
         baseline: args.baseline,
+        guarantees: args.guarantee,
         retention_ms: args.retention_ms,
         exe: std::env::current_exe()?,
     };
@@ -562,10 +566,14 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         "{:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>10}",
         "", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "cpu s", "cpu s/M ev", "peak MiB"
     );
+    let label = |r: &coupon_stream::bench::BenchReport| match r.guarantee {
+        Some(Guarantee::ExactlyOnce) => "processor eos".to_owned(),
+        _ => r.mode.as_str().to_owned(),
+    };
     for r in &reports {
         println!(
             "{:<14} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>12.2} {:>10.1}",
-            r.mode.as_str(),
+            label(r),
             r.events_per_second,
             r.latency_ms.p50,
             r.latency_ms.p99,
@@ -576,11 +584,14 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             r.peak_rss_bytes as f64 / (1 << 20) as f64
         );
     }
-    if let [baseline, processor] = reports.as_slice() {
-        println!(
-            "processor / baseline throughput: {:.0}%",
-            100.0 * processor.events_per_second / baseline.events_per_second.max(1e-9)
-        );
+    if let Some(baseline) = reports.iter().find(|r| r.guarantee.is_none()) {
+        for processor in reports.iter().filter(|r| r.guarantee.is_some()) {
+            println!(
+                "{} / baseline throughput: {:.0}%",
+                label(processor),
+                100.0 * processor.events_per_second / baseline.events_per_second.max(1e-9)
+            );
+        }
     }
     if let Some(r) = reports.last() {
         let outcomes: Vec<String> = r.outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
