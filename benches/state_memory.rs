@@ -16,8 +16,8 @@
 use std::fmt::Write as _;
 
 use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, Message};
-use coupon_stream::decision::Source;
+use coupon_stream::core::DecisionCore;
+use coupon_stream::large_state::Feeder;
 use coupon_stream::workload::SplitMix64;
 
 const SELLERS: u64 = 100;
@@ -37,25 +37,9 @@ fn resident_bytes() -> u64 {
 
 fn measure(name: &str, coupons: u64, users: u64) {
     let mut core = DecisionCore::new(CoreConfig::default());
-    let mut out = Vec::with_capacity(1 << 16);
     let mut value = String::with_capacity(1024);
-    let mut offset = 0i64;
-    let mut process = |core: &mut DecisionCore, value: &str| {
-        out.clear();
-        let v = core.process(
-            &Message {
-                value: value.as_bytes(),
-                source: Source {
-                    partition: 0,
-                    offset,
-                },
-                key_check: None,
-            },
-            &mut out,
-        );
-        offset += 1;
-        v
-    };
+    let mut feeder = Feeder::new(0);
+    let mut process = |core: &mut DecisionCore, value: &str| feeder.feed(core, value);
     let campaigns = SELLERS * CAMPAIGNS_PER_SELLER;
     let budget = coupons.div_ceil(campaigns);
     for s in 0..SELLERS {

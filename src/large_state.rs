@@ -7,8 +7,43 @@
 use std::fmt::Write as _;
 
 use crate::config::CoreConfig;
-use crate::core::{DecisionCore, Message};
+use crate::core::{DecisionCore, Message, Verdict};
 use crate::decision::Source;
+
+/// Feeds event values to a core at consecutive offsets of partition 0 with
+/// one reused output buffer: the harness of the state builders, the memory
+/// bench and the snapshot measurements.
+pub struct Feeder {
+    offset: i64,
+    out: Vec<u8>,
+}
+
+impl Feeder {
+    /// The first value fed gets offset `first_offset`.
+    pub fn new(first_offset: i64) -> Feeder {
+        Feeder {
+            offset: first_offset,
+            out: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    pub fn feed(&mut self, core: &mut DecisionCore, value: &str) -> Verdict {
+        self.out.clear();
+        let verdict = core.process(
+            &Message {
+                value: value.as_bytes(),
+                source: Source {
+                    partition: 0,
+                    offset: self.offset,
+                },
+                key_check: None,
+            },
+            &mut self.out,
+        );
+        self.offset += 1;
+        verdict
+    }
+}
 
 /// A core holding `coupons` issued coupons (rounded up to whole requests)
 /// over `users` users (every coupon to a new user when `users >= coupons`).
@@ -18,22 +53,9 @@ pub fn build(coupons: u64, users: u64) -> DecisionCore {
     let budget = coupons.div_ceil(sellers * campaigns_per_seller);
 
     let mut core = DecisionCore::new(CoreConfig::default());
-    let (mut value, mut out, mut offset) = (String::new(), Vec::new(), 0i64);
-    let mut process = |core: &mut DecisionCore, value: &str| {
-        out.clear();
-        offset += 1;
-        core.process(
-            &Message {
-                value: value.as_bytes(),
-                source: Source {
-                    partition: 0,
-                    offset,
-                },
-                key_check: None,
-            },
-            &mut out,
-        )
-    };
+    let mut value = String::new();
+    let mut feeder = Feeder::new(1);
+    let mut process = |core: &mut DecisionCore, value: &str| feeder.feed(core, value);
     for s in 0..sellers {
         value.clear();
         let _ = write!(

@@ -23,6 +23,7 @@ use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
 use coupon_stream::workload::{Workload, WorkloadConfig};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 2;
@@ -40,47 +41,79 @@ fn messages(workload: &mut Workload, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)
         .collect()
 }
 
-#[test]
-fn broker_outage_mid_stream_loses_nothing() {
+/// A one-broker mock cluster with the processor's topics.
+fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     for topic in support::TOPICS {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
-    let mut workload = Workload::new(WorkloadConfig {
+    (cluster, brokers)
+}
+
+fn workload(seed: u64) -> Workload {
+    Workload::new(WorkloadConfig {
         sellers: 10,
         users: 500,
-        seed: 5,
+        seed,
         ..WorkloadConfig::default()
-    });
-    let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
+    })
+}
 
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let config = mock_config(&brokers);
-    let run = {
-        let shutdown = Arc::clone(&shutdown);
-        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
-    };
+type Run = std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>;
 
-    // Some decisions flow, then the broker disappears for a while.
+/// Runs a processor on a thread until `shutdown`.
+fn spawn(config: KafkaConfig, shutdown: &Arc<AtomicBool>) -> Run {
+    let shutdown = Arc::clone(shutdown);
+    std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
+}
+
+/// Waits until some decisions flow.
+fn await_processing(brokers: &str) {
     let early = support::read_all(
-        &brokers,
+        brokers,
         "coupon-decisions",
         PARTITIONS,
         50,
         Duration::from_secs(60),
     );
     assert!(early.len() >= 50, "processing started: {}", early.len());
+}
+
+/// Some decisions flow, then the broker disappears for 3 s and comes back,
+/// and more input arrives.
+fn outage_loses_nothing(guarantee: Guarantee, seed: u64) {
+    let (cluster, brokers) = cluster();
+    let mut workload = workload(seed);
+    let first = messages(&mut workload, 300);
+    support::produce(&brokers, "coupon-events", &first);
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = match guarantee {
+        Guarantee::AtLeastOnce => mock_config(&brokers),
+        Guarantee::ExactlyOnce => exactly_once(mock_config(&brokers), "mock-tx-outage"),
+    };
+    let run = spawn(config, &shutdown);
+    await_processing(&brokers);
     cluster.broker_down(1).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).unwrap();
     let second = messages(&mut workload, 300);
     support::produce(&brokers, "coupon-events", &second);
-
     let total = first.len() + second.len();
     let (summary, _) = finish(&brokers, total, &shutdown, run);
     assert!(summary.messages as usize >= total);
+}
+
+#[test]
+fn broker_outage_mid_stream_loses_nothing() {
+    outage_loses_nothing(Guarantee::AtLeastOnce, 5);
+}
+
+/// Exactly once: open transactions time out or fail during the outage, are
+/// aborted and rewound once the broker is back; nothing is lost.
+#[test]
+fn exactly_once_broker_outage_loses_nothing() {
+    outage_loses_nothing(Guarantee::ExactlyOnce, 8);
 }
 
 /// Produce and offset-commit requests fail with retriable errors: the
@@ -88,18 +121,8 @@ fn broker_outage_mid_stream_loses_nothing() {
 /// interval; nothing is lost or decided differently.
 #[test]
 fn retriable_request_errors_lose_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    let mut workload = Workload::new(WorkloadConfig {
-        sellers: 10,
-        users: 500,
-        seed: 6,
-        ..WorkloadConfig::default()
-    });
-    let input = messages(&mut workload, 400);
+    let (cluster, brokers) = cluster();
+    let input = messages(&mut workload(6), 400);
     support::produce(&brokers, "coupon-events", &input);
     // Injected after the input is in: only the processor's requests fail.
     cluster.request_errors(
@@ -119,50 +142,29 @@ fn retriable_request_errors_lose_nothing() {
         ],
     );
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = mock_config(&brokers);
-    let run = {
-        let shutdown = Arc::clone(&shutdown);
-        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
-    };
+    let run = spawn(mock_config(&brokers), &shutdown);
     let (summary, _) = finish(&brokers, input.len(), &shutdown, run);
     assert_eq!(summary.messages as usize, input.len());
 }
 
 /// Exactly once: an add-partitions and an add-offsets request fail with
 /// errors that abort the transaction, and an end-transaction request with
-/// a retriable one.
-/// The processor aborts, rebuilds each partition's state at its committed
-/// offset, re-reads from there and decides again: every decision, the
-/// aborted ones included, equals the uninterrupted recomputation.
+/// a retriable one. The processor aborts, rebuilds each partition's state
+/// at its committed offset, re-reads from there and decides again: every
+/// decision, the aborted ones included, equals the uninterrupted
+/// recomputation.
 #[test]
 fn exactly_once_aborted_transactions_rewind_exactly() {
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    let mut workload = Workload::new(WorkloadConfig {
-        sellers: 10,
-        users: 500,
-        seed: 7,
-        ..WorkloadConfig::default()
-    });
+    let (cluster, brokers) = cluster();
+    let mut workload = workload(7);
     let first = messages(&mut workload, 300);
     support::produce(&brokers, "coupon-events", &first);
     let shutdown = Arc::new(AtomicBool::new(false));
-    let config = exactly_once(mock_config(&brokers), "mock-tx-abort");
-    let run = {
-        let shutdown = Arc::clone(&shutdown);
-        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
-    };
-    let early = support::read_all(
-        &brokers,
-        "coupon-decisions",
-        PARTITIONS,
-        50,
-        Duration::from_secs(60),
+    let run = spawn(
+        exactly_once(mock_config(&brokers), "mock-tx-abort"),
+        &shutdown,
     );
-    assert!(early.len() >= 50, "processing started: {}", early.len());
+    await_processing(&brokers);
     // Non-retriable errors of transactional requests (the input producer
     // never sends these): each fails the transaction it hits.
     cluster.request_errors(
@@ -191,47 +193,6 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
         summary.messages
     );
     assert!(records >= total);
-}
-
-/// Exactly once: the broker disappears mid-stream; open transactions time
-/// out or fail, are aborted and rewound once it is back; nothing is lost.
-#[test]
-fn exactly_once_broker_outage_loses_nothing() {
-    let cluster = MockCluster::new(1).unwrap();
-    let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
-    }
-    let mut workload = Workload::new(WorkloadConfig {
-        sellers: 10,
-        users: 500,
-        seed: 8,
-        ..WorkloadConfig::default()
-    });
-    let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
-    let shutdown = Arc::new(AtomicBool::new(false));
-    let config = exactly_once(mock_config(&brokers), "mock-tx-outage");
-    let run = {
-        let shutdown = Arc::clone(&shutdown);
-        std::thread::spawn(move || processor::run(config, CoreConfig::default(), &shutdown))
-    };
-    let early = support::read_all(
-        &brokers,
-        "coupon-decisions",
-        PARTITIONS,
-        50,
-        Duration::from_secs(60),
-    );
-    assert!(early.len() >= 50, "processing started: {}", early.len());
-    cluster.broker_down(1).unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    cluster.broker_up(1).unwrap();
-    let second = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &second);
-    let total = first.len() + second.len();
-    let (summary, _) = finish(&brokers, total, &shutdown, run);
-    assert!(summary.messages as usize >= total);
 }
 
 fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
@@ -276,7 +237,7 @@ fn finish(
     brokers: &str,
     total: usize,
     shutdown: &AtomicBool,
-    run: std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>,
+    run: Run,
 ) -> (processor::RunSummary, usize) {
     let brokers = brokers.to_owned();
     let input = support::read_all(

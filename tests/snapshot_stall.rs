@@ -18,8 +18,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use coupon_stream::core::{DecisionCore, Message};
-use coupon_stream::decision::Source;
+use coupon_stream::core::DecisionCore;
+use coupon_stream::large_state::Feeder;
 use coupon_stream::{large_state, snapshot, snapshot_child, workload};
 
 const SILENCE: Duration = Duration::from_secs(300);
@@ -53,23 +53,11 @@ fn minor_faults() -> i64 {
 /// tails, holdings, interners, duplicate window), as live traffic does.
 fn decide(core: &mut DecisionCore, users: u64, first: u64, requests: u64) -> Duration {
     let ts = workload::START_TS + 3_600_000;
-    let (mut value, mut out) = (String::new(), Vec::new());
+    let mut value = String::new();
     let mut rng = workload::SplitMix64::new(first);
-    let mut offset = 1i64 << 40;
+    let mut feeder = Feeder::new((1i64 << 40) + 1);
     let mut process = |core: &mut DecisionCore, value: &str| {
-        out.clear();
-        offset += 1;
-        core.process(
-            &Message {
-                value: value.as_bytes(),
-                source: Source {
-                    partition: 0,
-                    offset,
-                },
-                key_check: None,
-            },
-            &mut out,
-        );
+        feeder.feed(core, value);
     };
     if first == 0 {
         for s in 0..100 {
