@@ -2,19 +2,23 @@
 //! running inside this process on a loopback port, so `demo` and `bench`
 //! work with nothing installed. It holds its records in memory only and
 //! stops when dropped. Built with the `embedded-broker` feature.
+//!
+//! The broker is Tansu's storage and group coordinator served by
+//! [`end_txn::serve`], which adds the EndTxn route Tansu 0.6 lacks, so
+//! transactions (`--guarantee exactly-once`) commit and abort.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+mod end_txn;
 
-use tansu_broker::broker::Broker;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::time::Duration;
+
 use tansu_broker::coordinator::group::administrator::Controller;
-use tansu_storage::StorageContainer;
+use tansu_storage::{BrokerRegistrationRequest, Storage as _, StorageContainer};
 use thiserror::Error;
 use tokio::runtime::Runtime;
 use tracing::error;
 
-/// Longest wait for the broker to accept connections.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+const CLUSTER_ID: &str = "coupon-stream-embedded";
 
 #[derive(Debug, Error)]
 pub enum EmbeddedBrokerError {
@@ -24,8 +28,8 @@ pub enum EmbeddedBrokerError {
     Runtime(#[source] std::io::Error),
     #[error("configuring the embedded broker: {0}")]
     Build(String),
-    #[error("the embedded broker did not accept connections on {0} within {1:?}")]
-    NotListening(SocketAddr, Duration),
+    #[error("listening on {0}: {1}")]
+    Listen(SocketAddr, #[source] std::io::Error),
 }
 
 pub struct EmbeddedBroker {
@@ -36,50 +40,53 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts a broker on a free loopback port, with `threads` runtime
-    /// threads, and waits until it accepts connections.
+    /// threads. It accepts connections when this returns.
     pub fn start(threads: usize) -> Result<EmbeddedBroker, EmbeddedBrokerError> {
         assert!(threads > 0);
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|l| l.local_addr())
-            .map_err(EmbeddedBrokerError::Port)?
-            .port();
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(EmbeddedBrokerError::Port)?;
+        let address = listener.local_addr().map_err(EmbeddedBrokerError::Port)?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| EmbeddedBrokerError::Listen(address, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("embedded-broker")
             .enable_all()
             .build()
             .map_err(EmbeddedBrokerError::Runtime)?;
-        let url = |s: String| {
-            url::Url::parse(&s).map_err(|e| EmbeddedBrokerError::Build(format!("{s}: {e}")))
-        };
-        let listener = url(format!("tcp://{address}"))?;
-        let storage = url("memory://tansu/".to_owned())?;
-        let mut broker: Broker<Controller<StorageContainer>, StorageContainer> = runtime
-            .block_on(
-                Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-                    .node_id(tansu_broker::NODE_ID)
-                    .cluster_id("coupon-stream-embedded")
-                    .incarnation_id(uuid::Uuid::nil())
-                    .advertised_listener(listener.clone())
-                    .storage(storage)
-                    .listener(listener)
-                    .silent(true)
-                    .build(),
-            )
-            .map_err(|e| EmbeddedBrokerError::Build(e.to_string()))?;
+        let build = |e: &dyn std::fmt::Display| EmbeddedBrokerError::Build(e.to_string());
+        let advertised = url::Url::parse(&format!("tcp://{address}")).map_err(|e| build(&e))?;
+        let memory = url::Url::parse("memory://tansu/").map_err(|e| build(&e))?;
+        let (listener, storage) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .map_err(|e| EmbeddedBrokerError::Listen(address, e))?;
+            let storage = StorageContainer::builder()
+                .cluster_id(CLUSTER_ID)
+                .node_id(tansu_broker::NODE_ID)
+                .advertised_listener(advertised)
+                .storage(memory)
+                .silent(true)
+                .build()
+                .await
+                .map_err(|e| build(&e))?;
+            storage
+                .register_broker(BrokerRegistrationRequest {
+                    broker_id: tansu_broker::NODE_ID,
+                    cluster_id: CLUSTER_ID.to_owned(),
+                    incarnation_id: uuid::Uuid::nil(),
+                    rack: None,
+                })
+                .await
+                .map_err(|e| build(&e))?;
+            Ok::<_, EmbeddedBrokerError>((listener, storage))
+        })?;
+        let coordinator = Controller::with_storage(storage.clone()).map_err(|e| build(&e))?;
         runtime.spawn(async move {
-            if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
+            if let Err(e) = end_txn::serve(listener, CLUSTER_ID, coordinator, storage).await {
                 error!(message = "The embedded broker stopped.", error = %e);
             }
         });
-        let started = Instant::now();
-        while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
-            if started.elapsed() > START_TIMEOUT {
-                return Err(EmbeddedBrokerError::NotListening(address, START_TIMEOUT));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Ok(EmbeddedBroker {
             address,
             runtime: Some(runtime),
