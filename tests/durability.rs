@@ -17,8 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use coupon_stream::embedded_broker::EmbeddedBroker;
 use support::{Record, Tansu};
 
 const PARTITIONS: i32 = 3;
@@ -45,8 +44,19 @@ fn generated(events: usize, seed: u64) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
 
 /// Starts a processor logging JSON at info level to `log`, with `extra`
 /// flags (the guarantee).
-fn start(brokers: &str, group: &str, log: &std::path::Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+/// A processor child process, killed when dropped, so a failed assertion
+/// leaves no processor running.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(brokers: &str, group: &str, log: &std::path::Path, extra: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
         .args([
             "run",
             "--brokers",
@@ -69,15 +79,16 @@ fn start(brokers: &str, group: &str, log: &std::path::Path, extra: &[&str]) -> C
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Running(child)
 }
 
-fn terminate(mut child: Child) {
+fn terminate(mut child: Running) {
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
 }
 
@@ -209,18 +220,17 @@ fn sigkill_at_random_moments_loses_and_changes_nothing() {
 
 /// The same under exactly-once, with a `transactional.id` that survives
 /// the restarts, so each restart fences its killed predecessor and aborts
-/// its open transaction. On librdkafka's mock cluster: Tansu 0.6 has no
-/// EndTxn, so no transaction commits there. The mock keeps aborted records
-/// visible to `read_committed` readers, so the check sees them too: they
-/// must equal the recomputation like every other decision. The mock
-/// serves about 2,600 records/s to a consumer, hence the smaller stream.
+/// its open transaction. On the embedded broker (Tansu in this process,
+/// with the EndTxn route the `tansu` binary lacks). Tansu keeps aborted
+/// records visible to `read_committed` readers, so the check sees them
+/// too: they must equal the recomputation like every other decision.
 #[test]
 fn sigkill_at_random_moments_exactly_once() {
-    let mock = mock_cluster();
+    let broker = embedded_broker();
     let stream = Stream {
-        events: 40_000,
-        slice: 2_000,
-        pause: Duration::from_millis(1_000),
+        events: 200_000,
+        slice: 10_000,
+        pause: Duration::from_millis(400),
     };
     let args = [
         EXACTLY_ONCE,
@@ -228,7 +238,7 @@ fn sigkill_at_random_moments_exactly_once() {
     ]
     .concat();
     sigkill_at_random_moments(
-        &mock.bootstrap_servers(),
+        &broker.bootstrap_servers(),
         &stream,
         &args,
         "coupon-stream-kill-eos",
@@ -242,12 +252,12 @@ struct Stream {
     pause: Duration,
 }
 
-fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
-    let cluster = MockCluster::new(1).unwrap();
+fn embedded_broker() -> EmbeddedBroker {
+    let broker = EmbeddedBroker::start(2).unwrap();
     for topic in support::TOPICS {
-        cluster.create_topic(topic, PARTITIONS, 1).unwrap();
+        support::create_topic(&broker.bootstrap_servers(), topic, PARTITIONS);
     }
-    cluster
+    broker
 }
 
 fn sigkill_at_random_moments(brokers: &str, stream: &Stream, extra: &[&str], group: &str) {
@@ -267,8 +277,8 @@ fn sigkill_at_random_moments(brokers: &str, stream: &Stream, extra: &[&str], gro
             .wrapping_add(1_442_695_040_888_963_407);
         let uptime = Duration::from_millis(3_000 + (seed >> 33) % 3_000);
         std::thread::sleep(uptime);
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         // Restart once the group has noticed the death (session timeout,
         // 6 s): Tansu 0.6's coordinator was seen to never complete a
         // rebalance when a new member joined while a killed one was still
@@ -304,17 +314,17 @@ fn scale_out_and_in_under_load() {
     scale_out_and_in(&tansu.brokers(), &stream, &[], "coupon-stream-scale");
 }
 
-/// The same under exactly-once, on the mock cluster (see above).
+/// The same under exactly-once, on the embedded broker (see above).
 #[test]
 fn scale_out_and_in_exactly_once() {
-    let mock = mock_cluster();
+    let broker = embedded_broker();
     let stream = Stream {
-        events: 20_000,
-        slice: 1_000,
+        events: 60_000,
+        slice: 5_000,
         pause: Duration::from_millis(500),
     };
     scale_out_and_in(
-        &mock.bootstrap_servers(),
+        &broker.bootstrap_servers(),
         &stream,
         EXACTLY_ONCE,
         "coupon-stream-scale-eos",

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -204,8 +204,25 @@ impl DecisionSink {
     }
 
     /// Waits until every enqueued record is acknowledged or `timeout` passes.
+    ///
+    /// Not rdkafka's `flush`: on a `ThreadedProducer` it polls from this
+    /// thread in 100 ms slices while the producer's own thread serves the
+    /// delivery reports, so any flush with a record in flight took at least
+    /// 100 ms (measured), once per commit under exactly-once. This asks
+    /// librdkafka to send what lingers, then waits on the queue length.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producer.flush(timeout)
+        let started = Instant::now();
+        // Timeout 0: wakes the broker threads to send at once, then returns.
+        let _ = self.producer.flush(Duration::ZERO);
+        let mut pause = Duration::from_micros(100);
+        while self.producer.in_flight_count() > 0 {
+            if started.elapsed() >= timeout {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     /// Registers the transactional producer with its coordinator, fencing
@@ -233,6 +250,10 @@ impl DecisionSink {
 
     /// Flushes and commits the open transaction.
     pub fn commit_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        // Wait here (see `flush`); librdkafka's own flush inside the commit
+        // then finds nothing in flight. A record that fails makes the
+        // commit fail, whatever this returns.
+        let _ = self.flush(timeout);
         self.producer.commit_transaction(timeout)
     }
 
