@@ -60,6 +60,7 @@ pub struct DemoOptions {
     pub seed: u64,
     pub metrics_addr: SocketAddr,
     pub core: CoreConfig,
+    pub guarantee: Guarantee,
 }
 
 /// A once-a-second look at the run.
@@ -124,14 +125,17 @@ pub fn run_demo(
         verify_partitioning: true,
         properties: options.properties.clone(),
         batch_messages_max: 10_000,
-        commit_interval_ms: 1_000,
+        commit_interval_ms: match options.guarantee {
+            Guarantee::AtLeastOnce => 1_000,
+            Guarantee::ExactlyOnce => 100,
+        },
         drain_timeout_ms: 30_000,
         state_topic: STATE.to_owned(),
         snapshot_interval_ms: 10_000,
         restore_timeout_ms: 300_000,
         session_timeout_ms: 10_000,
-        guarantee: Guarantee::AtLeastOnce,
-        transactional_id: String::new(),
+        guarantee: options.guarantee,
+        transactional_id: format!("coupon-stream-demo-{}", std::process::id()),
         transaction_timeout_ms: 10_000,
     };
     let processor = Processor::new(kafka, options.core, Arc::clone(&health));

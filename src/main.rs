@@ -261,6 +261,9 @@ struct DemoArgs {
     /// Traffic profile.
     #[arg(long, env = "COUPON_STREAM_DEMO_PROFILE", value_enum, default_value_t = Profile::FlashSale)]
     profile: Profile,
+    /// The processor's guarantee (see `run --help`); exactly-once commits a transaction every 100 ms.
+    #[arg(long, env = "COUPON_STREAM_GUARANTEE", value_enum, default_value_t = Guarantee::AtLeastOnce)]
+    guarantee: Guarantee,
     /// Number of sellers in the generated traffic.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     sellers: u32,
@@ -629,6 +632,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         seed: args.seed,
         metrics_addr: args.metrics_addr,
         core,
+        guarantee: args.guarantee,
     };
     let mut last = (0u64, 0u64, 0f64);
     let report = run_demo(

@@ -1273,6 +1273,7 @@ impl Processor {
         if config.guarantee == Guarantee::ExactlyOnce {
             init_transactions(&sink, shutdown)?;
         }
+        let mut snapshot_thread = None;
         let durable = if config.snapshot_interval_ms > 0 {
             let store = Arc::new(SnapshotStore::new(&config)?);
             let (jobs, queued) = mpsc::sync_channel::<SnapshotBatch>(1);
@@ -1280,7 +1281,7 @@ impl Processor {
             let writer = Arc::clone(&store);
             let busy = Arc::new(AtomicBool::new(false));
             let idle = Arc::clone(&busy);
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("snapshots".into())
                 .spawn(move || {
                     for batch in queued {
@@ -1294,6 +1295,7 @@ impl Processor {
                     }
                 })
                 .map_err(|_| ProcessorError::WorkerPanicked)?;
+            snapshot_thread = Some(thread);
             live.shared
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -1353,6 +1355,14 @@ impl Processor {
             context.snapshot(&consumer, &mut shared, None, true);
         }
         consumer.unsubscribe();
+        // Closes the snapshot queue; the thread finishes what it holds, so
+        // no client of this processor outlives `run`.
+        drop(consumer);
+        if let Some(thread) = snapshot_thread
+            && thread.join().is_err()
+        {
+            warn!(message = "The snapshot thread panicked.");
+        }
         if let Ok(summary) = &result {
             info!(
                 message = "Processor stopped.",
