@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
 use coupon_stream::embedded_broker::EmbeddedBroker;
+use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
 use support::{Record, Tansu};
 
 const PARTITIONS: i32 = 3;
