@@ -196,10 +196,13 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
 }
 
 fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
+    // The processor's log, when asked for (RUST_LOG=info cargo test ...).
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     KafkaConfig {
         guarantee: Guarantee::ExactlyOnce,
         transactional_id: transactional_id.to_owned(),
