@@ -10,15 +10,14 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use coupon_stream::embedded_broker::EmbeddedBroker;
 use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
-use support::{Record, Tansu};
+use support::Tansu;
 
 const PARTITIONS: i32 = 3;
 
@@ -56,13 +55,8 @@ impl Drop for Running {
 }
 
 fn start(brokers: &str, group: &str, log: &std::path::Path, extra: &[&str]) -> Running {
-    let child = Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+    let child = support::processor_command(brokers, group)
         .args([
-            "run",
-            "--brokers",
-            brokers,
-            "--group-id",
-            group,
             "--commit-interval-ms",
             "200",
             "--snapshot-interval-ms",
@@ -76,7 +70,6 @@ fn start(brokers: &str, group: &str, log: &std::path::Path, extra: &[&str]) -> R
         ])
         .args(extra)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
@@ -135,38 +128,15 @@ fn check(brokers: &str, total: usize) {
     );
     assert_eq!(input.len(), total);
     let expected = support::expected_decisions(&input, PARTITIONS);
-    // Read until every input offset has a decision (duplicates allowed).
-    let started = Instant::now();
-    let mut decisions: Vec<Record>;
-    loop {
-        decisions = support::read_all(
-            brokers,
-            "coupon-decisions",
-            PARTITIONS,
-            usize::MAX,
-            Duration::from_secs(8),
-        );
-        let covered: std::collections::HashSet<(i32, i64)> =
-            decisions.iter().map(support::decision_source).collect();
-        if covered.len() >= expected.len() || started.elapsed() > Duration::from_secs(240) {
-            break;
-        }
-    }
-    let mut seen: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
-    for d in &decisions {
-        let source = support::decision_source(d);
-        let want = expected
-            .get(&source)
-            .unwrap_or_else(|| panic!("decision for unknown input {source:?}"));
-        assert_eq!(
-            String::from_utf8_lossy(&d.value),
-            String::from_utf8_lossy(want),
-            "decision for input {source:?} differs from the uninterrupted recomputation"
-        );
-        if let Some(previous) = seen.insert(source, d.value.clone()) {
-            assert_eq!(previous, d.value, "a redelivered decision differs");
-        }
-    }
+    let decisions = support::read_covering(
+        brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        expected.len(),
+        Duration::from_secs(8),
+        Duration::from_secs(240),
+    );
+    let seen = support::check_decisions(&decisions, &expected);
     assert_eq!(seen.len(), expected.len(), "one decision per input offset");
 }
 

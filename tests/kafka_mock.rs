@@ -13,7 +13,6 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -251,51 +250,19 @@ fn finish(
         Duration::from_secs(60),
     );
     assert_eq!(input.len(), total);
-    // Repeats (records of aborted transactions, at-least-once redeliveries)
-    // mean `total` records need not cover every offset: read until they do.
-    let started = std::time::Instant::now();
-    let mut decisions = Vec::new();
-    while started.elapsed() < Duration::from_secs(120) {
-        decisions = support::read_all(
-            &brokers,
-            "coupon-decisions",
-            PARTITIONS,
-            usize::MAX,
-            Duration::from_secs(3),
-        );
-        if covered(&decisions) >= total {
-            break;
-        }
-    }
+    let decisions = support::read_covering(
+        &brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        total,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
     shutdown.store(true, Ordering::Relaxed);
     let summary = run.join().unwrap().expect("processor ends cleanly");
 
     let expected = support::expected_decisions(&input, PARTITIONS);
-    let mut seen = HashMap::new();
-    for d in &decisions {
-        let v: serde_json::Value = serde_json::from_slice(&d.value).unwrap();
-        let src = (
-            v["source"]["partition"].as_i64().unwrap() as i32,
-            v["source"]["offset"].as_i64().unwrap(),
-        );
-        assert_eq!(Some(&d.value), expected.get(&src), "decision for {src:?}");
-        seen.insert(src, ());
-    }
+    let seen = support::check_decisions(&decisions, &expected);
     assert_eq!(seen.len(), total, "every input offset has its decision");
     (summary, decisions.len())
-}
-
-/// Distinct input offsets the decisions answer.
-fn covered(decisions: &[support::Record]) -> usize {
-    decisions
-        .iter()
-        .filter_map(|d| serde_json::from_slice::<serde_json::Value>(&d.value).ok())
-        .map(|v| {
-            (
-                v["source"]["partition"].as_i64(),
-                v["source"]["offset"].as_i64(),
-            )
-        })
-        .collect::<std::collections::HashSet<_>>()
-        .len()
 }

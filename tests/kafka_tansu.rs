@@ -128,20 +128,13 @@ fn start_logged_processor(tansu: &Tansu, group: &str, log: &std::path::Path) -> 
 }
 
 fn processor_command(tansu: &Tansu, group: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coupon-stream"));
-    command
-        .args([
-            "run",
-            "--brokers",
-            &tansu.brokers(),
-            "--group-id",
-            group,
-            "--commit-interval-ms",
-            "200",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::null());
+    let mut command = support::processor_command(&tansu.brokers(), group);
+    command.args([
+        "--commit-interval-ms",
+        "200",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
     command
 }
 
@@ -196,24 +189,9 @@ fn terminate(mut child: Child) -> std::process::ExitStatus {
 
 fn check_output(input: &[Record], decisions: &[Record], dead_letters: &[Record]) {
     let expected = expected_decisions(input);
-    let mut seen: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+    let seen = support::check_decisions(decisions, &expected);
     for d in decisions {
-        let v: serde_json::Value = serde_json::from_slice(&d.value).unwrap();
-        let source = (
-            (v["source"]["partition"].as_i64().unwrap()) as i32,
-            v["source"]["offset"].as_i64().unwrap(),
-        );
-        let want = expected
-            .get(&source)
-            .unwrap_or_else(|| panic!("decision for unknown input {source:?}"));
-        assert_eq!(
-            String::from_utf8_lossy(&d.value),
-            String::from_utf8_lossy(want),
-            "decision for input {source:?} differs from the recomputation"
-        );
-        if let Some(previous) = seen.insert(source, d.value.clone()) {
-            assert_eq!(previous, d.value, "redelivered decision differs");
-        }
+        let source = support::decision_source(d);
         let input_key = input
             .iter()
             .find(|r| (r.partition, r.offset) == source)

@@ -146,20 +146,14 @@ fn recompute(input: &[Record]) -> HashMap<i32, DecisionCore> {
 }
 
 fn start_processor(tansu: &Tansu, metrics_port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coupon-stream"))
+    support::processor_command(&tansu.brokers(), "coupon-stream-ops")
         .args([
-            "run",
-            "--brokers",
-            &tansu.brokers(),
-            "--group-id",
-            "coupon-stream-ops",
             "--metrics-addr",
             &format!("127.0.0.1:{metrics_port}"),
             "--snapshot-interval-ms",
             "1000",
         ])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()

@@ -25,7 +25,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -238,14 +238,9 @@ fn owned(log: &Path) -> BTreeSet<i32> {
 }
 
 fn start(tansu: &Tansu, scenario: &Scenario, instance: &str, log: &Path) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_coupon-stream"));
+    let mut command = support::processor_command(&tansu.brokers(), "takeover");
     command
         .args([
-            "run",
-            "--brokers",
-            &tansu.brokers(),
-            "--group-id",
-            "takeover",
             "--snapshot-interval-ms",
             "5000",
             "--metrics-addr",
@@ -257,7 +252,6 @@ fn start(tansu: &Tansu, scenario: &Scenario, instance: &str, log: &Path) -> Chil
         ])
         .args(scenario.extra)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(
             std::fs::OpenOptions::new()
                 .create(true)

@@ -317,7 +317,6 @@ struct Shared {
     /// (restore to the committed offset) and seeks back before it decides
     /// anything else.
     rewind_pending: bool,
-    exactly_once: bool,
 }
 
 struct SourceContext {
@@ -347,7 +346,7 @@ impl SourceContext {
                 in_flight = self.sink.in_flight()
             );
         }
-        apply_acks(shared, &self.progress);
+        self.apply_acks(shared);
     }
 
     /// Commits the progress of each listed partition (all when `None`):
@@ -535,7 +534,7 @@ impl SourceContext {
     fn rewind(&self, consumer: &BaseConsumer<SourceContext>, shared: &mut Shared) {
         shared.rewind_pending = false;
         // Acknowledgements of the aborted records belong to the old state.
-        apply_acks(shared, &self.progress);
+        self.apply_acks(shared);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let partitions: Vec<i32> = shared.workers.keys().copied().collect();
         self.health.set_restoring(true);
@@ -1001,41 +1000,45 @@ fn replay_silently(
     Ok(replayed)
 }
 
-fn apply_acks(shared: &mut Shared, progress: &Progress) {
-    let mut acknowledged = 0;
-    while let Ok(ack) = shared.acks.try_recv() {
-        match ack.error {
-            // Exactly once: the transaction's commit fails on it, and the
-            // processor aborts and rewinds; records purged by an abort
-            // report errors too.
-            Some(error) if shared.exactly_once => {
-                metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
-                debug!(message = "Record of a failed transaction.", partition = ack.partition, offset = ack.offset, %error);
-            }
-            Some(error) => {
-                metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
-                error!(message = "Broker refused a record.", partition = ack.partition, offset = ack.offset, %error);
-                if shared.failure.is_none() {
-                    shared.failure = Some(ProcessorError::Delivery {
-                        partition: ack.partition,
-                        offset: ack.offset,
-                        error,
-                    });
+impl SourceContext {
+    /// Applies the acknowledgements received since the last call to the
+    /// offset trackers; a refused record stops an at-least-once processor.
+    fn apply_acks(&self, shared: &mut Shared) {
+        let mut acknowledged = 0;
+        while let Ok(ack) = shared.acks.try_recv() {
+            match ack.error {
+                // Exactly once: the transaction's commit fails on it, and the
+                // processor aborts and rewinds; records purged by an abort
+                // report errors too.
+                Some(error) if self.config.guarantee == Guarantee::ExactlyOnce => {
+                    metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
+                    debug!(message = "Record of a failed transaction.", partition = ack.partition, offset = ack.offset, %error);
                 }
-            }
-            None => {
-                acknowledged += 1;
-                if let Some(tracker) = shared
-                    .workers
-                    .get_mut(&ack.partition)
-                    .and_then(|w| w.tracker.as_mut())
-                {
-                    tracker.ack(ack.offset);
+                Some(error) => {
+                    metrics::counter!(telemetry::PRODUCE_ERRORS).increment(1);
+                    error!(message = "Broker refused a record.", partition = ack.partition, offset = ack.offset, %error);
+                    if shared.failure.is_none() {
+                        shared.failure = Some(ProcessorError::Delivery {
+                            partition: ack.partition,
+                            offset: ack.offset,
+                            error,
+                        });
+                    }
+                }
+                None => {
+                    acknowledged += 1;
+                    if let Some(tracker) = shared
+                        .workers
+                        .get_mut(&ack.partition)
+                        .and_then(|w| w.tracker.as_mut())
+                    {
+                        tracker.ack(ack.offset);
+                    }
                 }
             }
         }
+        self.progress.add_acknowledged(acknowledged);
     }
-    progress.add_acknowledged(acknowledged);
 }
 
 impl ClientContext for SourceContext {
@@ -1221,7 +1224,6 @@ pub struct Processor {
 impl Processor {
     pub fn new(config: KafkaConfig, core: CoreConfig, health: Arc<Health>) -> Processor {
         let (acks, acks_rx) = mpsc::channel();
-        let exactly_once = config.guarantee == Guarantee::ExactlyOnce;
         Processor {
             config,
             core,
@@ -1236,7 +1238,6 @@ impl Processor {
                     snapshots_done: None,
                     txn_open: false,
                     rewind_pending: false,
-                    exactly_once,
                 })),
             },
             acks,
@@ -1416,7 +1417,7 @@ fn consume(
         let now_ms = wall_clock_ms();
 
         let mut shared = context.lock();
-        apply_acks(&mut shared, progress);
+        context.apply_acks(&mut shared);
         if shared.rewind_pending {
             context.rewind(consumer, &mut shared);
             continue;
@@ -1503,7 +1504,7 @@ fn consume(
             None => {}
             // Exactly once: the producer refuses records once its
             // transaction has failed; abort it and rewind.
-            Some(ProcessorError::Produce(error)) if shared.exactly_once => {
+            Some(ProcessorError::Produce(error)) if config.guarantee == Guarantee::ExactlyOnce => {
                 context.abort_transaction(&mut shared, &error);
                 continue;
             }
@@ -1513,7 +1514,7 @@ fn consume(
             batch_duration.record(started.elapsed().as_secs_f64());
         }
         if last_commit.elapsed() >= commit_interval {
-            apply_acks(&mut shared, progress);
+            context.apply_acks(&mut shared);
             context.commit(consumer, &mut shared, None);
             last_commit = Instant::now();
         }

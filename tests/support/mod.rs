@@ -72,6 +72,64 @@ pub fn decision_source(decision: &Record) -> (i32, i64) {
     )
 }
 
+/// `coupon-stream run` in group `group` against `brokers`, stdout
+/// discarded; callers add their flags, environment and stderr.
+pub fn processor_command(brokers: &str, group: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_coupon-stream"));
+    command
+        .args(["run", "--brokers", brokers, "--group-id", group])
+        .stdout(Stdio::null());
+    command
+}
+
+/// Reads `topic` from the start, again and again, until the decisions
+/// answer `count` distinct input offsets (repeats, from at-least-once
+/// redeliveries or aborted transactions, mean that many records need not
+/// cover them) or `deadline` passes. Each read lasts `read_for`.
+pub fn read_covering(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    read_for: Duration,
+    deadline: Duration,
+) -> Vec<Record> {
+    let started = Instant::now();
+    loop {
+        let decisions = read_all(brokers, topic, partitions, usize::MAX, read_for);
+        let covered: std::collections::HashSet<(i32, i64)> =
+            decisions.iter().map(decision_source).collect();
+        if covered.len() >= count || started.elapsed() > deadline {
+            return decisions;
+        }
+    }
+}
+
+/// Checks every decision against the recomputation: each equals the one
+/// computed for its input offset, and repeats of an offset are identical.
+/// Returns the first decision per input offset.
+pub fn check_decisions(
+    decisions: &[Record],
+    expected: &HashMap<(i32, i64), Vec<u8>>,
+) -> HashMap<(i32, i64), Vec<u8>> {
+    let mut seen: HashMap<(i32, i64), Vec<u8>> = HashMap::new();
+    for d in decisions {
+        let source = decision_source(d);
+        let want = expected
+            .get(&source)
+            .unwrap_or_else(|| panic!("decision for unknown input {source:?}"));
+        assert_eq!(
+            String::from_utf8_lossy(&d.value),
+            String::from_utf8_lossy(want),
+            "decision for input {source:?} differs from the uninterrupted recomputation"
+        );
+        if let Some(previous) = seen.insert(source, d.value.clone()) {
+            assert_eq!(previous, d.value, "a redelivered decision differs");
+        }
+    }
+    seen
+}
+
 pub struct Tansu {
     child: Child,
     pub port: u16,
