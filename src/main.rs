@@ -13,16 +13,19 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 
-use coupon_stream::config::{CoreConfig, RETENTION_MS_DEFAULT, SellerDefaults, parse_timezone};
-use coupon_stream::core::DecisionCore;
-use coupon_stream::health::Health;
-use coupon_stream::http::HttpServer;
+use coupon_stream::cli::ProfileArg;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig, parse_property};
-use coupon_stream::kafka::load_producer;
 use coupon_stream::kafka::processor::Processor;
-use coupon_stream::reason::Outcome;
+use coupon_stream::ops::health::Health;
+use coupon_stream::ops::http::HttpServer;
 use coupon_stream::replay::replay;
-use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
+use coupon_stream::tools::loadgen;
+use coupon_stream_core::config::{
+    CoreConfig, RETENTION_MS_DEFAULT, SellerDefaults, parse_timezone,
+};
+use coupon_stream_core::decision_core::DecisionCore;
+use coupon_stream_core::reason::Outcome;
+use coupon_stream_core::workload::{Workload, WorkloadConfig};
 
 /// Decides, from a stream of events, whether coupons may be issued and
 /// redeemed, enforcing every quota and validity window.
@@ -72,8 +75,8 @@ struct BenchArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i32).range(1..=1024))]
     partitions: i32,
     /// Traffic profile.
-    #[arg(long, value_enum, default_value_t = Profile::Steady)]
-    profile: Profile,
+    #[arg(long, value_enum, default_value_t = ProfileArg::Steady)]
+    profile: ProfileArg,
     /// Number of sellers in the generated traffic.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     sellers: u32,
@@ -259,8 +262,8 @@ struct DemoArgs {
     #[arg(long, env = "COUPON_STREAM_DEMO_RATE", default_value_t = 150_000)]
     rate: u64,
     /// Traffic profile.
-    #[arg(long, env = "COUPON_STREAM_DEMO_PROFILE", value_enum, default_value_t = Profile::FlashSale)]
-    profile: Profile,
+    #[arg(long, env = "COUPON_STREAM_DEMO_PROFILE", value_enum, default_value_t = ProfileArg::FlashSale)]
+    profile: ProfileArg,
     /// The processor's guarantee (see `run --help`); exactly-once commits a transaction every 100 ms.
     #[arg(long, env = "COUPON_STREAM_GUARANTEE", value_enum, default_value_t = Guarantee::AtLeastOnce)]
     guarantee: Guarantee,
@@ -305,8 +308,8 @@ struct ReplayArgs {
 #[derive(Args, Debug)]
 struct LoadgenArgs {
     /// Traffic shape: `steady` (even over sellers) or `flash-sale` (skewed, one hot campaign).
-    #[arg(long, env = "COUPON_STREAM_LOADGEN_PROFILE", value_enum, default_value_t = Profile::Steady)]
-    profile: Profile,
+    #[arg(long, env = "COUPON_STREAM_LOADGEN_PROFILE", value_enum, default_value_t = ProfileArg::Steady)]
+    profile: ProfileArg,
     /// Number of events to generate, setup events included.
     #[arg(long, env = "COUPON_STREAM_LOADGEN_EVENTS", default_value_t = 100_000)]
     events: u64,
@@ -382,7 +385,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             let usage = e.downcast_ref::<UsageError>().is_some()
-                || e.downcast_ref::<coupon_stream::config::ConfigError>()
+                || e.downcast_ref::<coupon_stream_core::config::ConfigError>()
                     .is_some();
             ExitCode::from(if usage { 2 } else { 1 })
         }
@@ -491,7 +494,7 @@ fn run_processor(args: RunArgs) -> anyhow::Result<()> {
     let metrics_addr = args.metrics_addr;
     let config = kafka_config(args);
     let shutdown = shutdown_on_signals()?;
-    let metrics = coupon_stream::telemetry::install()?;
+    let metrics = coupon_stream::ops::telemetry::install()?;
     let health = Arc::new(Health::default());
     let processor = Processor::new(config, core, Arc::clone(&health));
     let _http = HttpServer::start(
@@ -509,20 +512,20 @@ fn run_copy(args: RunArgs) -> anyhow::Result<()> {
     let metrics_addr = args.metrics_addr;
     let config = kafka_config(args);
     let shutdown = shutdown_on_signals()?;
-    let metrics = coupon_stream::telemetry::install()?;
+    let metrics = coupon_stream::ops::telemetry::install()?;
     let health = Arc::new(Health::default());
     let _http = HttpServer::start(
         metrics_addr,
         metrics,
         Arc::clone(&health),
-        Arc::new(coupon_stream::http::NoState),
+        Arc::new(coupon_stream::ops::http::NoState),
     )?;
-    coupon_stream::kafka::copy::copy(&config, health, &shutdown)?;
+    coupon_stream::tools::copy::copy(&config, health, &shutdown)?;
     Ok(())
 }
 
 fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
-    use coupon_stream::bench::{BenchOptions, run_bench};
+    use coupon_stream::tools::bench::{BenchOptions, run_bench};
     // Refuse a bad retention here, not as a failing child.
     CoreConfig {
         retention_ms: args.retention_ms,
@@ -536,7 +539,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         events: args.events,
         rate: (args.rate > 0).then_some(args.rate),
         partitions: args.partitions,
-        profile: args.profile,
+        profile: args.profile.into(),
         sellers: args.sellers,
         seed: args.seed,
         baseline: args.baseline,
@@ -569,7 +572,7 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         "{:<14} {:>12} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>10}",
         "", "events/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "cpu s", "cpu s/M ev", "peak MiB"
     );
-    let label = |r: &coupon_stream::bench::BenchReport| match r.guarantee {
+    let label = |r: &coupon_stream::tools::bench::BenchReport| match r.guarantee {
         Some(Guarantee::ExactlyOnce) => "processor eos".to_owned(),
         _ => r.mode.as_str().to_owned(),
     };
@@ -616,7 +619,7 @@ fn shutdown_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    use coupon_stream::demo::{DemoOptions, run_demo};
+    use coupon_stream::tools::demo::{DemoOptions, run_demo};
     let core = args.core.to_config()?;
     // Warnings and errors only: the demo prints its own progress.
     init_logging(LogFormat::Text, "warn");
@@ -627,7 +630,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs(args.duration),
         partitions: args.partitions,
         rate: (args.rate > 0).then_some(args.rate),
-        profile: args.profile,
+        profile: args.profile.into(),
         sellers: args.sellers,
         seed: args.seed,
         metrics_addr: args.metrics_addr,
@@ -741,7 +744,7 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 fn run_loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
     let mut workload = Workload::new(WorkloadConfig {
-        profile: args.profile,
+        profile: args.profile.into(),
         sellers: args.sellers,
         users: args.users,
         seed: args.seed,
@@ -789,10 +792,10 @@ fn produce_load(args: &LoadgenArgs, workload: &mut Workload) -> anyhow::Result<(
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let config = load_producer::producer_config(&args.kafka.brokers, &args.kafka.properties);
+    let config = loadgen::producer_config(&args.kafka.brokers, &args.kafka.properties);
     let rate = (args.rate > 0).then_some(args.rate);
     let shutdown = shutdown_on_signals()?;
-    let summary = load_producer::produce(
+    let summary = loadgen::produce(
         &config,
         &args.topic,
         workload,

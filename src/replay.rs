@@ -11,9 +11,9 @@ use std::io::{self, BufRead, Write};
 
 use thiserror::Error;
 
-use crate::core::{DecisionCore, Message, Verdict};
-use crate::decision::Source;
-use crate::reason::Outcome;
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, Message, Verdict};
+use coupon_stream_core::reason::Outcome;
 
 /// Output is handed to the writer in blocks of about this size.
 const OUTPUT_BLOCK_BYTES: usize = 1 << 20;

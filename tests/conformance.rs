@@ -5,9 +5,9 @@
 
 use std::io::BufReader;
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::DecisionCore;
 use coupon_stream::replay::replay;
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision_core::DecisionCore;
 use serde_json::Value;
 
 const FIELDS: [&str; 14] = [

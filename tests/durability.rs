@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use coupon_stream::embedded_broker::EmbeddedBroker;
-use coupon_stream::workload::{Profile, Workload, WorkloadConfig};
+use coupon_stream::tools::embedded_broker::EmbeddedBroker;
+use coupon_stream_core::workload::{Profile, Workload, WorkloadConfig};
 use support::Tansu;
 
 const PARTITIONS: i32 = 3;

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use coupon_stream::embedded_broker::EmbeddedBroker;
 use coupon_stream::kafka::admin::ensure_topics;
+use coupon_stream::tools::embedded_broker::EmbeddedBroker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};

@@ -19,10 +19,10 @@
 
 use std::collections::HashMap;
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, Message};
-use coupon_stream::decision::Source;
-use coupon_stream::local_day::local_day;
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, Message};
+use coupon_stream_core::local_day::local_day;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -714,8 +714,8 @@ proptest! {
         let mut first = retained(retention_ms);
         decide_all(&mut first, &values[..k], 0);
         let mut bytes = Vec::new();
-        coupon_stream::snapshot::encode(&first, &mut bytes);
-        let mut restored = coupon_stream::snapshot::decode(&bytes, *first.config())
+        coupon_stream_core::snapshot::encode(&first, &mut bytes);
+        let mut restored = coupon_stream_core::snapshot::decode(&bytes, *first.config())
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let continued = decide_all(&mut restored, &values[k..], k);
         prop_assert!(continued == dropped[k..], "continuation after restore at {} differs", k);
@@ -810,7 +810,7 @@ fn state_stays_bounded_over_many_short_campaigns() {
     assert_eq!(kept.stats().coupons, 15_000);
     let size = |c: &DecisionCore| {
         let mut bytes = Vec::new();
-        coupon_stream::snapshot::encode(c, &mut bytes);
+        coupon_stream_core::snapshot::encode(c, &mut bytes);
         bytes.len()
     };
     // Tombstones stay (about 10 bytes each in a snapshot); coupons do not.

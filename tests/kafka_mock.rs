@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use coupon_stream::config::CoreConfig;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
-use coupon_stream::workload::{Workload, WorkloadConfig};
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::workload::{Workload, WorkloadConfig};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};

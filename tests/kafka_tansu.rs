@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coupon_stream::workload::{Workload, WorkloadConfig};
+use coupon_stream_core::workload::{Workload, WorkloadConfig};
 use support::{Record, Tansu};
 
 const PARTITIONS: i32 = 3;

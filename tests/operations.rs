@@ -14,12 +14,12 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, KeyCheck, Message};
-use coupon_stream::decision::Source;
-use coupon_stream::state::query::{campaign_view, coupon_view};
-use coupon_stream::telemetry;
-use coupon_stream::workload::{Workload, WorkloadConfig};
+use coupon_stream::ops::telemetry;
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message};
+use coupon_stream_core::state::query::{campaign_view, coupon_view};
+use coupon_stream_core::workload::{Workload, WorkloadConfig};
 use support::{Record, Tansu};
 
 const PARTITIONS: i32 = 2;
@@ -320,7 +320,7 @@ fn metrics_health_and_state_queries() {
     // State queries answer what the same input, recomputed, holds.
     let cores = recompute(&input);
     let partition_of = |seller: &str| {
-        coupon_stream::partitioner::partition_for(seller.as_bytes(), PARTITIONS as u32) as i32
+        coupon_stream_core::partitioner::partition_for(seller.as_bytes(), PARTITIONS as u32) as i32
     };
     let core = &cores[&partition_of("seller-1")];
     let want = campaign_view(core.state(), core.watermark(), "seller-1", "double11").unwrap();

@@ -13,10 +13,10 @@ mod support;
 
 use std::time::Instant;
 
-use coupon_stream::config::CoreConfig;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::state_store::SnapshotStore;
-use coupon_stream::{large_state, snapshot};
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::{snapshot, synthetic};
 use support::Tansu;
 
 #[test]
@@ -52,7 +52,7 @@ fn restore_ten_million_coupons() {
         transaction_timeout_ms: 10_000,
     };
 
-    let core = large_state::build(coupons, users);
+    let core = synthetic::build(coupons, users);
     let stats = core.stats();
     let t = Instant::now();
     let mut bytes = Vec::new();

@@ -18,9 +18,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use coupon_stream::core::DecisionCore;
-use coupon_stream::large_state::Feeder;
-use coupon_stream::{large_state, snapshot, snapshot_child, workload};
+use coupon_stream::kafka::snapshot_child;
+use coupon_stream_core::decision_core::DecisionCore;
+use coupon_stream_core::synthetic::Feeder;
+use coupon_stream_core::{snapshot, synthetic, workload};
 
 const SILENCE: Duration = Duration::from_secs(300);
 
@@ -95,7 +96,7 @@ fn snapshot_stall_ten_million_coupons() {
     let coupons = env("STALL_COUPONS", 10_000_000);
     let users = env("STALL_USERS", 2_000_000);
     let requests = env("STALL_EVENTS", 100_000);
-    let mut core = large_state::build(coupons, users);
+    let mut core = synthetic::build(coupons, users);
     let stats = core.stats();
     let rss = proc_mib("/proc/self/status", "VmRSS:");
     let huge = proc_mib("/proc/self/smaps_rollup", "AnonHugePages:");

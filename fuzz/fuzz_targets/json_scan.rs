@@ -3,7 +3,7 @@
 
 #![no_main]
 
-use coupon_stream::json::scan_object;
+use coupon_stream_core::json::scan_object;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

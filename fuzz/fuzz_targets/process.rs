@@ -5,9 +5,9 @@
 
 #![no_main]
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, KeyCheck, Message};
-use coupon_stream::decision::Source;
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message};
+use coupon_stream_core::decision::Source;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -5,10 +5,9 @@
 pub mod admin;
 pub mod backpressure;
 pub mod config;
-pub mod copy;
 pub mod delivery_errors;
-pub mod load_producer;
 pub mod offsets;
 pub mod processor;
 pub mod sink;
+pub mod snapshot_child;
 pub mod state_store;

@@ -124,7 +124,7 @@ mod tests {
                 acks.extend(std::iter::repeat_n(offset, *n as usize));
                 offset += 1;
             }
-            let mut rng = crate::workload::SplitMix64::new(seed);
+            let mut rng = coupon_stream_core::workload::SplitMix64::new(seed);
             for i in (1..acks.len()).rev() {
                 acks.swap(i, rng.below(i as u64 + 1) as usize);
             }

@@ -47,23 +47,23 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 
-use crate::config::CoreConfig;
-use crate::core::{DecisionCore, KeyCheck, Message};
-use crate::decision::Source;
-use crate::health::Health;
-use crate::http::{QueryAnswer, StateQueries};
 use crate::kafka::config::{Guarantee, KafkaConfig};
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::sink::{
     Ack, DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX, log_librdkafka,
 };
+use crate::kafka::snapshot_child::{self, Encoding};
 use crate::kafka::state_store::{Manifest, ReaderContext, SnapshotStore, StoreError};
-use crate::partitioner::partition_for;
-use crate::reason::{Outcome, Reason};
-use crate::snapshot::{self, SnapshotError};
-use crate::snapshot_child::{self, Encoding};
-use crate::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
-use crate::telemetry::{self, BatchTally, Progress};
+use crate::ops::health::Health;
+use crate::ops::http::{QueryAnswer, StateQueries};
+use crate::ops::telemetry::{self, BatchTally, Progress};
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message};
+use coupon_stream_core::partitioner::partition_for;
+use coupon_stream_core::reason::{Outcome, Reason};
+use coupon_stream_core::snapshot::{self, SnapshotError};
+use coupon_stream_core::state::query::{CampaignView, CouponView, campaign_view, coupon_view};
 
 /// How often a progress line is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);

@@ -15,10 +15,10 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::health::Health;
 use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
-use crate::telemetry;
+use crate::ops::health::Health;
+use crate::ops::telemetry;
 
 /// Largest input partition number the delivery tag can carry.
 pub const PARTITION_MAX: i32 = (1 << 15) - 1;

@@ -18,9 +18,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, KeyCheck, Message as CoreMessage};
-use coupon_stream::decision::Source;
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message as CoreMessage};
 
 /// The topics the processor uses by default.
 pub const TOPICS: [&str; 4] = [

@@ -86,6 +86,17 @@ pub struct PartitionState {
     issue_results: Vec<UserResult>,
 }
 
+/// Summarises rather than dumps: a partition can hold tens of millions of
+/// coupons.
+impl std::fmt::Debug for PartitionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionState")
+            .field("stats", &self.stats())
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PartitionState {
     /// A state that keeps everything (retention off).
     pub fn new(defaults: SellerDefaults) -> PartitionState {

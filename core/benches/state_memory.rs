@@ -15,10 +15,20 @@
 
 use std::fmt::Write as _;
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::DecisionCore;
-use coupon_stream::large_state::Feeder;
-use coupon_stream::workload::SplitMix64;
+// The processor's allocator, so the figures are the processor's. Its
+// transparent-huge-page options are passed to each scenario process in
+// `_RJEM_MALLOC_CONF` (see `main`; a value already set wins): setting them in code takes an unsafe
+// symbol export, which this crate forbids.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The options `src/allocator.rs` compiles into the processor.
+const JEMALLOC_CONF: &str = "thp:always,metadata_thp:always";
+
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision_core::DecisionCore;
+use coupon_stream_core::synthetic::Feeder;
+use coupon_stream_core::workload::SplitMix64;
 
 const SELLERS: u64 = 100;
 const CAMPAIGNS_PER_SELLER: u64 = 5;
@@ -134,6 +144,10 @@ fn main() {
                 let status = std::process::Command::new(&exe)
                     .args(std::env::args().skip(1))
                     .env("STATE_MEMORY_SCENARIO", scenario)
+                    .env(
+                        "_RJEM_MALLOC_CONF",
+                        std::env::var("_RJEM_MALLOC_CONF").unwrap_or(JEMALLOC_CONF.into()),
+                    )
                     .env("COUPONS", coupons.to_string())
                     .status()
                     .expect("run a scenario");

@@ -69,7 +69,7 @@ use std::collections::VecDeque;
 use hashbrown::HashMap;
 
 use crate::config::CoreConfig;
-use crate::core::DecisionCore;
+use crate::decision_core::DecisionCore;
 use crate::dedup::DedupWindow;
 use crate::event::CampaignDefinition;
 use crate::id::{ID_BYTES_MAX, INT_MAX, is_valid_id};
@@ -810,8 +810,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Message;
     use crate::decision::Source;
+    use crate::decision_core::Message;
     use crate::state::StateStats;
     use crate::workload::{Profile, Workload, WorkloadConfig};
     use proptest::prelude::*;
@@ -1403,7 +1403,7 @@ mod tests {
     }
 
     /// Encode and decode times for a large state built through the core:
-    /// `cargo test --release --lib snapshot::tests::large_state_round_trip
+    /// `cargo test --release -p coupon-stream-core --lib snapshot::tests::large_state_round_trip
     /// -- --ignored --nocapture` (`SNAPSHOT_COUPONS`, `SNAPSHOT_USERS` to
     /// resize; every coupon to a new user with `SNAPSHOT_USERS` equal to
     /// the coupon count).
@@ -1421,7 +1421,7 @@ mod tests {
         let coupons = env("SNAPSHOT_COUPONS", 10_000_000);
         let users = env("SNAPSHOT_USERS", 2_000_000);
         let built = Instant::now();
-        let core = crate::large_state::build(coupons, users);
+        let core = crate::synthetic::build(coupons, users);
         let stats = core.stats();
         println!(
             "built in {:.1?}: {} coupons ({} redeemed), {} users, {} orders, {} campaigns, {} ids in the duplicate window",

@@ -61,6 +61,18 @@ pub struct DecisionCore {
     watermark: u64,
 }
 
+/// Summarises rather than dumps: a core can hold tens of millions of coupons.
+impl std::fmt::Debug for DecisionCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionCore")
+            .field("config", &self.config)
+            .field("state", &self.state)
+            .field("dedup", &self.dedup)
+            .field("watermark", &self.watermark)
+            .finish()
+    }
+}
+
 impl DecisionCore {
     pub fn new(config: CoreConfig) -> DecisionCore {
         DecisionCore {

@@ -54,8 +54,8 @@
 
 use thiserror::Error;
 
-use crate::core::DecisionCore;
-use crate::snapshot;
+use coupon_stream_core::decision_core::DecisionCore;
+use coupon_stream_core::snapshot;
 
 /// Largest encoded snapshot accepted from a child, a sanity bound on the
 /// length prefix (a 10-million-coupon partition encodes to about 100 MiB).
@@ -449,17 +449,17 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::CoreConfig;
-    use crate::core::Message;
-    use crate::decision::Source;
-    use crate::large_state;
+    use coupon_stream_core::config::CoreConfig;
+    use coupon_stream_core::decision::Source;
+    use coupon_stream_core::decision_core::Message;
+    use coupon_stream_core::synthetic;
 
     const SILENCE: Duration = Duration::from_secs(30);
 
     #[test]
     fn child_bytes_equal_in_thread_encoding() {
-        let small = large_state::build(20_000, 3_000);
-        let other = large_state::build(5_000, 10_000);
+        let small = synthetic::build(20_000, 3_000);
+        let other = synthetic::build(5_000, 10_000);
         let empty = DecisionCore::new(CoreConfig::default());
         let cores = [&small, &other, &empty];
         let encoded = start(&cores).unwrap().collect(SILENCE).unwrap();
@@ -476,7 +476,7 @@ mod tests {
         let mut live = small;
         let late = format!(
             r#"{{"type":"seller","event_id":"late","ts":{},"seller_id":"late-seller","daily_issue_limit":5}}"#,
-            crate::workload::START_TS + 86_400_000
+            coupon_stream_core::workload::START_TS + 86_400_000
         );
         live.process(
             &Message {

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::core::Verdict;
-use crate::event::EventType;
-use crate::reason::{Outcome, Reason};
+use coupon_stream_core::decision_core::Verdict;
+use coupon_stream_core::event::EventType;
+use coupon_stream_core::reason::{Outcome, Reason};
 
 pub const EVENTS_CONSUMED: &str = "coupon_stream_events_consumed_total";
 pub const DECISIONS: &str = "coupon_stream_decisions_total";
@@ -359,7 +359,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reason::InvalidReason;
+    use coupon_stream_core::reason::InvalidReason;
 
     #[test]
     fn names_follow_prometheus_conventions() {

@@ -18,7 +18,7 @@ use hashbrown::HashMap;
 const BUCKETS_PER_WINDOW: u64 = 16;
 
 /// Hashes a u128 that is already a good hash by keeping its low bits.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct PrehashedHasher(u64);
 
 impl Hasher for PrehashedHasher {
@@ -48,6 +48,16 @@ pub struct DedupWindow {
     first_seen: HashMap<u128, u64, Prehashed>,
     /// bucket index (first-seen ts / bucket_ms) -> ids filed there.
     buckets: BTreeMap<u64, VecDeque<u128>>,
+}
+
+/// Summarises rather than dumps: the window can hold millions of ids.
+impl std::fmt::Debug for DedupWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DedupWindow")
+            .field("window_ms", &self.window_ms)
+            .field("ids", &self.first_seen.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DedupWindow {

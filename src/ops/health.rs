@@ -78,7 +78,7 @@ impl Health {
 
     fn publish(&self) {
         let ready = if self.readiness().is_ok() { 1.0 } else { 0.0 };
-        metrics::gauge!(crate::telemetry::READY).set(ready);
+        metrics::gauge!(crate::ops::telemetry::READY).set(ready);
     }
 }
 

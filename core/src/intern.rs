@@ -46,6 +46,15 @@ pub struct Interner {
     hasher: DefaultHashBuilder,
 }
 
+/// Summarises rather than dumps: an interner can hold millions of strings.
+impl std::fmt::Debug for Interner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interner")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Interner {
     pub fn new() -> Interner {
         Interner::default()

@@ -14,10 +14,10 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Timestamp};
 
-use crate::health::Health;
 use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::processor::ProcessorError;
+use crate::ops::health::Health;
 
 struct CopyContext {
     health: Arc<Health>,

@@ -9,14 +9,14 @@
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
-use coupon_stream::config::CoreConfig;
-use coupon_stream::core::{DecisionCore, Message};
-use coupon_stream::decision::{Decision, Source};
-use coupon_stream::decode::decode;
-use coupon_stream::encode::encode_decision;
-use coupon_stream::event::EventType;
-use coupon_stream::state::{PartitionState, Ruling, UserResult};
-use coupon_stream::workload::{Workload, WorkloadConfig};
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::decision::{Decision, Source};
+use coupon_stream_core::decision_core::{DecisionCore, Message};
+use coupon_stream_core::decode::decode;
+use coupon_stream_core::encode::encode_decision;
+use coupon_stream_core::event::EventType;
+use coupon_stream_core::state::{PartitionState, Ruling, UserResult};
+use coupon_stream_core::workload::{Workload, WorkloadConfig};
 
 /// Events per measured batch.
 const BATCH: usize = 10_000;

@@ -25,12 +25,12 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::broker::{BrokerChoice, BrokerError};
 use crate::kafka::admin::{AdminError, ensure_topics};
 use crate::kafka::config::Guarantee;
-use crate::kafka::load_producer::{self, LoadError};
-use crate::reason::Outcome;
-use crate::workload::{Profile, Workload, WorkloadConfig};
+use crate::tools::broker::{BrokerChoice, BrokerError};
+use crate::tools::loadgen::{self, LoadError};
+use coupon_stream_core::reason::Outcome;
+use coupon_stream_core::workload::{Profile, Workload, WorkloadConfig};
 
 /// Longest wait for a child to report ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -234,7 +234,7 @@ fn run_one(
     let produced = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let load = {
-        let config = load_producer::producer_config(brokers, &options.properties);
+        let config = loadgen::producer_config(brokers, &options.properties);
         let mut workload = Workload::new(WorkloadConfig {
             profile: options.profile,
             sellers: options.sellers,
@@ -249,7 +249,7 @@ fn run_one(
         std::thread::Builder::new()
             .name("bench-load".into())
             .spawn(move || {
-                load_producer::produce(&config, &input, &mut workload, events, rate, &stop, |n| {
+                loadgen::produce(&config, &input, &mut workload, events, rate, &stop, |n| {
                     produced.store(n, Ordering::Relaxed)
                 })
             })

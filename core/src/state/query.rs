@@ -123,8 +123,8 @@ pub fn coupon_view(
 mod tests {
     use super::*;
     use crate::config::CoreConfig;
-    use crate::core::{DecisionCore, Message};
     use crate::decision::Source;
+    use crate::decision_core::{DecisionCore, Message};
 
     fn feed(core: &mut DecisionCore, lines: &[&str]) {
         let mut out = Vec::new();

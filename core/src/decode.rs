@@ -1,7 +1,7 @@
 //! Decoding of one input value into a typed [`Event`], with the invalid-input
 //! checks of contract section 6 in their order: `too_large`, `malformed`,
 //! `unknown_type`, `missing_field`, `bad_value`. (`key_mismatch` and
-//! `wrong_partition` need the Kafka message and live in [`crate::core`].)
+//! `wrong_partition` need the Kafka message and live in [`crate::decision_core`].)
 //!
 //! Parsing is one pass of [`crate::json`] over the value into a fixed table
 //! of the fields the contract names, each captured as a borrowed [`Raw`]

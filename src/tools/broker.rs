@@ -11,14 +11,14 @@ pub enum BrokerError {
     NoEmbeddedBroker,
     #[cfg(feature = "embedded-broker")]
     #[error(transparent)]
-    Embedded(#[from] crate::embedded_broker::EmbeddedBrokerError),
+    Embedded(#[from] crate::tools::embedded_broker::EmbeddedBrokerError),
 }
 
 pub struct BrokerChoice {
     bootstrap_servers: String,
     /// Keeps the embedded broker running; dropping it stops the broker.
     #[cfg(feature = "embedded-broker")]
-    embedded: Option<crate::embedded_broker::EmbeddedBroker>,
+    embedded: Option<crate::tools::embedded_broker::EmbeddedBroker>,
 }
 
 impl BrokerChoice {
@@ -33,7 +33,7 @@ impl BrokerChoice {
         }
         #[cfg(feature = "embedded-broker")]
         {
-            let embedded = crate::embedded_broker::EmbeddedBroker::start(1)?;
+            let embedded = crate::tools::embedded_broker::EmbeddedBroker::start(1)?;
             Ok(BrokerChoice {
                 bootstrap_servers: embedded.bootstrap_servers(),
                 embedded: Some(embedded),

@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use crate::kafka::backpressure::send_waiting;
 use crate::kafka::delivery_errors::DeliveryErrors;
-use crate::workload::Workload;
+use coupon_stream_core::workload::Workload;
 
 #[derive(Debug, Error)]
 pub enum LoadError {

@@ -2,13 +2,13 @@
 //! decision core: sellers, campaigns, `coupons` coupons issued to `users`
 //! distinct users 20 per request, one in ten redeemed and one in ten of
 //! those released. Used to measure snapshots and restores at the scale of
-//! tens of millions of coupons (`src/snapshot.rs`, `tests/restore_time.rs`).
+//! tens of millions of coupons (the snapshot tests, `tests/restore_time.rs`).
 
 use std::fmt::Write as _;
 
 use crate::config::CoreConfig;
-use crate::core::{DecisionCore, Message, Verdict};
 use crate::decision::Source;
+use crate::decision_core::{DecisionCore, Message, Verdict};
 
 /// Feeds event values to a core at consecutive offsets of partition 0 with
 /// one reused output buffer: the harness of the state builders, the memory
@@ -16,6 +16,14 @@ use crate::decision::Source;
 pub struct Feeder {
     offset: i64,
     out: Vec<u8>,
+}
+
+impl std::fmt::Debug for Feeder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Feeder")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Feeder {

@@ -12,17 +12,17 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::broker::{BrokerChoice, BrokerError};
-use crate::config::CoreConfig;
-use crate::health::Health;
-use crate::http::{HttpError, HttpServer};
 use crate::kafka::admin::{AdminError, ensure_topics};
 use crate::kafka::config::{Guarantee, KafkaConfig};
-use crate::kafka::load_producer::{self, LoadError};
 use crate::kafka::processor::{Processor, ProcessorError};
-use crate::reason::Outcome;
-use crate::telemetry::Progress;
-use crate::workload::{Profile, Workload, WorkloadConfig};
+use crate::ops::health::Health;
+use crate::ops::http::{HttpError, HttpServer};
+use crate::ops::telemetry::Progress;
+use crate::tools::broker::{BrokerChoice, BrokerError};
+use crate::tools::loadgen::{self, LoadError};
+use coupon_stream_core::config::CoreConfig;
+use coupon_stream_core::reason::Outcome;
+use coupon_stream_core::workload::{Profile, Workload, WorkloadConfig};
 
 /// Longest wait, after the load stops, for the processor to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -114,7 +114,8 @@ pub fn run_demo(
         TOPIC_TIMEOUT,
     )?;
 
-    let metrics = crate::telemetry::install().map_err(|e| DemoError::Metrics(e.to_string()))?;
+    let metrics =
+        crate::ops::telemetry::install().map_err(|e| DemoError::Metrics(e.to_string()))?;
     let health = Arc::new(Health::default());
     let kafka = KafkaConfig {
         brokers: brokers.clone(),
@@ -162,7 +163,7 @@ pub fn run_demo(
     let load_thread = {
         let stop = Arc::clone(&load_stop);
         let produced = Arc::clone(&produced);
-        let config = load_producer::producer_config(&brokers, &options.properties);
+        let config = loadgen::producer_config(&brokers, &options.properties);
         let mut workload = Workload::new(WorkloadConfig {
             profile: options.profile,
             sellers: options.sellers,
@@ -175,7 +176,7 @@ pub fn run_demo(
         std::thread::Builder::new()
             .name("loadgen".into())
             .spawn(move || {
-                load_producer::produce(&config, INPUT, &mut workload, u64::MAX, rate, &stop, |n| {
+                loadgen::produce(&config, INPUT, &mut workload, u64::MAX, rate, &stop, |n| {
                     produced.store(n, Ordering::Relaxed)
                 })
             })

@@ -21,8 +21,8 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use tracing::error;
 
-use crate::health::Health;
-use crate::state::query::{CampaignView, CouponView};
+use crate::ops::health::Health;
+use coupon_stream_core::state::query::{CampaignView, CouponView};
 
 /// How often histogram and summary storage is compacted.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);

@@ -23,7 +23,8 @@ const RECENT_EVENTS_MAX: usize = 256;
 /// Redemptions per campaign remembered for later releases.
 const OPEN_REDEMPTIONS_MAX: usize = 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The shape of the generated traffic (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Steady,
     FlashSale,
@@ -114,6 +115,16 @@ pub struct Workload {
     seller_cdf: Vec<f64>,
     phase: Phase,
     recent: VecDeque<(usize, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload")
+            .field("config", &self.config)
+            .field("ts", &self.ts)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
 }
 
 const TIMEZONES: [&str; 6] = [
@@ -506,8 +517,8 @@ impl<'a> JsonObject<'a> {
 mod tests {
     use super::*;
     use crate::config::CoreConfig;
-    use crate::core::{DecisionCore, Message};
     use crate::decision::Source;
+    use crate::decision_core::{DecisionCore, Message};
     use crate::reason::Outcome;
     use std::collections::HashMap;
 
