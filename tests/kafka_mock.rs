@@ -205,30 +205,21 @@ fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
     KafkaConfig {
         guarantee: Guarantee::ExactlyOnce,
         transactional_id: transactional_id.to_owned(),
-        commit_interval_ms: 100,
+        commit_interval_ms: Guarantee::ExactlyOnce.commit_interval_ms_default(),
         ..config
     }
 }
 
 fn mock_config(brokers: &str) -> KafkaConfig {
     KafkaConfig {
-        brokers: brokers.to_owned(),
         group_id: "coupon-stream-mock".into(),
-        input_topic: "coupon-events".into(),
-        output_topic: "coupon-decisions".into(),
-        dlq_topic: "coupon-events-dlq".into(),
-        verify_partitioning: true,
-        properties: vec![],
+        // Small batches and frequent commits and snapshots: the mock
+        // cluster is slow, and the tests want many of each.
         batch_messages_max: 100,
         commit_interval_ms: 200,
-        drain_timeout_ms: 30_000,
-        state_topic: "coupon-state".into(),
         snapshot_interval_ms: 1_000,
         restore_timeout_ms: 60_000,
-        session_timeout_ms: 10_000,
-        guarantee: Guarantee::AtLeastOnce,
-        transactional_id: String::new(),
-        transaction_timeout_ms: 10_000,
+        ..KafkaConfig::new(brokers, Guarantee::AtLeastOnce)
     }
 }
 

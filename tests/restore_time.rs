@@ -33,23 +33,8 @@ fn restore_ten_million_coupons() {
     let tansu = Tansu::start();
     tansu.create_topic("coupon-state", 1);
     let config = KafkaConfig {
-        brokers: tansu.brokers(),
         group_id: "restore-time".into(),
-        input_topic: "coupon-events".into(),
-        output_topic: "coupon-decisions".into(),
-        dlq_topic: "coupon-events-dlq".into(),
-        verify_partitioning: true,
-        properties: vec![],
-        batch_messages_max: 10_000,
-        commit_interval_ms: 1_000,
-        drain_timeout_ms: 30_000,
-        state_topic: "coupon-state".into(),
-        snapshot_interval_ms: 60_000,
-        restore_timeout_ms: 300_000,
-        session_timeout_ms: 10_000,
-        guarantee: Guarantee::AtLeastOnce,
-        transactional_id: String::new(),
-        transaction_timeout_ms: 10_000,
+        ..KafkaConfig::new(tansu.brokers(), Guarantee::AtLeastOnce)
     };
 
     let core = synthetic::build(coupons, users);
