@@ -20,25 +20,15 @@ use std::time::Duration;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
 use coupon_stream_core::config::CoreConfig;
-use coupon_stream_core::workload::{Workload, WorkloadConfig};
+use coupon_stream_core::workload::{Profile, Workload};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::kafka::{produce, read_all, read_covering};
+use support::messages::keyed as messages;
+use support::recompute::{check_decisions, expected_decisions};
 
 const PARTITIONS: i32 = 2;
-
-fn messages(workload: &mut Workload, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let mut value = Vec::new();
-    (0..n)
-        .map(|_| {
-            let seller = workload.next_into(&mut value);
-            (
-                Some(workload.seller_id(seller).as_bytes().to_vec()),
-                value.clone(),
-            )
-        })
-        .collect()
-}
 
 /// A one-broker mock cluster with the processor's topics.
 fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
@@ -51,12 +41,7 @@ fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
 }
 
 fn workload(seed: u64) -> Workload {
-    Workload::new(WorkloadConfig {
-        sellers: 10,
-        users: 500,
-        seed,
-        ..WorkloadConfig::default()
-    })
+    support::messages::workload(Profile::Steady, 10, 500, seed)
 }
 
 type Run = std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>;
@@ -69,7 +54,7 @@ fn spawn(config: KafkaConfig, shutdown: &Arc<AtomicBool>) -> Run {
 
 /// Waits until some decisions flow.
 fn await_processing(brokers: &str) {
-    let early = support::read_all(
+    let early = read_all(
         brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -85,7 +70,7 @@ fn outage_loses_nothing(guarantee: Guarantee, seed: u64) {
     let (cluster, brokers) = cluster();
     let mut workload = workload(seed);
     let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
+    produce(&brokers, "coupon-events", &first);
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = match guarantee {
         Guarantee::AtLeastOnce => mock_config(&brokers),
@@ -94,10 +79,11 @@ fn outage_loses_nothing(guarantee: Guarantee, seed: u64) {
     let run = spawn(config, &shutdown);
     await_processing(&brokers);
     cluster.broker_down(1).unwrap();
+    // The outage's length (the scenario), not a wait for anything.
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).unwrap();
     let second = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &second);
+    produce(&brokers, "coupon-events", &second);
     let total = first.len() + second.len();
     let (summary, _) = finish(&brokers, total, &shutdown, run);
     assert!(summary.messages as usize >= total);
@@ -122,7 +108,7 @@ fn exactly_once_broker_outage_loses_nothing() {
 fn retriable_request_errors_lose_nothing() {
     let (cluster, brokers) = cluster();
     let input = messages(&mut workload(6), 400);
-    support::produce(&brokers, "coupon-events", &input);
+    produce(&brokers, "coupon-events", &input);
     // Injected after the input is in: only the processor's requests fail.
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -157,7 +143,7 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
     let (cluster, brokers) = cluster();
     let mut workload = workload(7);
     let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
+    produce(&brokers, "coupon-events", &first);
     let shutdown = Arc::new(AtomicBool::new(false));
     let run = spawn(
         exactly_once(mock_config(&brokers), "mock-tx-abort"),
@@ -175,14 +161,14 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
     );
     let second = messages(&mut workload, 200);
-    support::produce(&brokers, "coupon-events", &second);
+    produce(&brokers, "coupon-events", &second);
     // A retriable one: the commit is retried, not aborted.
     cluster.request_errors(
         RDKafkaApiKey::EndTxn,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS],
     );
     let third = messages(&mut workload, 200);
-    support::produce(&brokers, "coupon-events", &third);
+    produce(&brokers, "coupon-events", &third);
 
     let total = first.len() + second.len() + third.len();
     let (summary, records) = finish(&brokers, total, &shutdown, run);
@@ -233,7 +219,7 @@ fn finish(
     run: Run,
 ) -> (processor::RunSummary, usize) {
     let brokers = brokers.to_owned();
-    let input = support::read_all(
+    let input = read_all(
         &brokers,
         "coupon-events",
         PARTITIONS,
@@ -241,7 +227,7 @@ fn finish(
         Duration::from_secs(60),
     );
     assert_eq!(input.len(), total);
-    let decisions = support::read_covering(
+    let decisions = read_covering(
         &brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -252,8 +238,8 @@ fn finish(
     shutdown.store(true, Ordering::Relaxed);
     let summary = run.join().unwrap().expect("processor ends cleanly");
 
-    let expected = support::expected_decisions(&input, PARTITIONS);
-    let seen = support::check_decisions(&decisions, &expected);
+    let expected = expected_decisions(&input, PARTITIONS);
+    let seen = check_decisions(&decisions, &expected);
     assert_eq!(seen.len(), total, "every input offset has its decision");
     (summary, decisions.len())
 }
