@@ -500,13 +500,91 @@ mod tests {
             let (a, b) = (format!("a{day}"), format!("b{day}"));
             assert_eq!(r.issue(day * DAY + 1, "c", &[&a, &b])["outcome"], "issued");
         }
+        // Two days of retention, the day that ends within 26 hours west of
+        // UTC (another zone could still need its count), and today.
         let days = r.core.state().seller("s").unwrap().daily.days_tracked();
-        assert!(days <= 4, "{days} days tracked");
+        assert!(days <= 5, "{days} days tracked");
         // A late issue on a retired day is refused rather than counted
         // from zero; one inside the retention is counted as usual.
         let d = r.issue(DAY, "c", &["x"]);
         assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
         assert_eq!(r.issue(8 * DAY + 2, "c", &["y"])["outcome"], "issued");
+    }
+
+    /// Contract section 8: a day that ended at or before the horizon is
+    /// refused for every recipient even if nothing was issued on it.
+    #[test]
+    fn a_forgotten_day_is_refused_whether_or_not_it_had_a_count() {
+        const DAY: u64 = 86_400_000;
+        const HOUR: u64 = 3_600_000;
+        let mut r = Retained::new(DAY);
+        r.send(0, serde_json::json!({"type": "seller", "timezone": "UTC"}));
+        r.campaign(1, "c", 1_000, 100 * DAY);
+        r.seller(10 * DAY + 5 * HOUR);
+        // Day 8 ended at 9 days, before the horizon of 9 days 5 hours; it
+        // never had a count. Day 9 has not ended.
+        let d = r.issue(8 * DAY + 23 * HOUR, "c", &["a", "b"]);
+        assert_eq!(d["outcome"], "rejected");
+        for result in d["results"].as_array().unwrap() {
+            assert_eq!(result["reason"], "daily_quota_exhausted");
+        }
+        assert_eq!(r.issue(9 * DAY, "c", &["a"])["outcome"], "issued");
+        // The instant the day ends, at the horizon exactly.
+        r.seller(11 * DAY);
+        assert_eq!(
+            r.issue(9 * DAY + HOUR, "c", &["b"])["results"][0]["reason"],
+            "daily_quota_exhausted"
+        );
+        assert_eq!(r.issue(10 * DAY, "c", &["b"])["outcome"], "issued");
+        // Retention off: nothing is ever forgotten.
+        let mut off = Retained::new(0);
+        off.campaign(1, "c", 1_000, 100 * DAY);
+        off.seller(90 * DAY);
+        assert_eq!(off.issue(2, "c", &["a"])["outcome"], "issued");
+    }
+
+    /// "Ended" is judged in the zone in force at the issue: a seller that
+    /// moves west has a date that an eastern zone had closed open again,
+    /// and its count, kept, still limits it.
+    #[test]
+    fn a_day_ended_in_an_earlier_zone_is_judged_in_the_zone_in_force() {
+        const DAY: u64 = 86_400_000;
+        const HOUR: u64 = 3_600_000;
+        // 2024-10-04T00:00Z: Kiritimati has been at +14 since 1995.
+        const T0: u64 = 20_000 * DAY;
+        let mut r = Retained::new(DAY);
+        r.send(
+            T0,
+            serde_json::json!({"type": "seller", "timezone": "Pacific/Kiritimati",
+                "daily_issue_limit": 2}),
+        );
+        r.campaign(T0, "c", 1_000, T0 + 100 * DAY);
+        // 8 days 11 hours UTC is day 9, 01:00, at +14.
+        assert_eq!(
+            r.issue(T0 + 8 * DAY + 11 * HOUR, "c", &["a"])["outcome"],
+            "issued"
+        );
+        // At 10 days 11 hours the horizon is 9 days 11 hours: day 9 at +14
+        // ended at 9 days 10 hours, so an issue on it is refused...
+        r.seller(T0 + 10 * DAY + 11 * HOUR);
+        let d = r.issue(T0 + 8 * DAY + 12 * HOUR, "c", &["b"]);
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
+        // ...but at -12 the same instant 10 days 11 hours is day 9, 23:00:
+        // on time, and day 9 holds one coupon of a limit of 2.
+        r.send(
+            T0 + 10 * DAY + 11 * HOUR,
+            serde_json::json!({"type": "seller", "timezone": "Etc/GMT+12"}),
+        );
+        let d = r.issue(T0 + 10 * DAY + 11 * HOUR, "c", &["b", "c"]);
+        assert_eq!(d["outcome"], "partial");
+        assert_eq!(d["results"][1]["reason"], "daily_quota_exhausted");
+        // Back east, the date is closed again.
+        r.send(
+            T0 + 10 * DAY + 11 * HOUR,
+            serde_json::json!({"type": "seller", "timezone": "Pacific/Kiritimati"}),
+        );
+        let d = r.issue(T0 + 8 * DAY + 12 * HOUR, "c", &["d"]);
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
     }
 
     #[test]

@@ -499,7 +499,7 @@ mod tests {
             Body::Seller(SellerUpdate {
                 daily_issue_limit: None,
                 max_recipients: None,
-                timezone: Some(chrono_tz::America::New_York)
+                timezone: crate::zone::Zone::parse("America/New_York")
             })
         );
         let ev = decode(

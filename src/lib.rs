@@ -49,3 +49,4 @@ pub mod snapshot_child;
 pub mod state;
 pub mod telemetry;
 pub mod workload;
+pub mod zone;

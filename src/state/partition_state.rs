@@ -8,8 +8,9 @@
 //! It also applies state retention ([`PartitionState::advance`], see
 //! `state::retention`): campaigns whose deadline the watermark has passed
 //! are dropped, leaving a [`Tombstone`](crate::state::campaign::Tombstone)
-//! with their seller, and a seller's
-//! daily counts older than the retention horizon are retired.
+//! with their seller; an `issue` on a local day that ended at or before
+//! the retention horizon is refused, and the counts of such days are
+//! forgotten (contract section 8).
 
 use hashbrown::HashMap;
 
@@ -18,7 +19,7 @@ use crate::event::{
     Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
 };
 use crate::intern::Interner;
-use crate::local_day::local_day;
+use crate::local_day::day_ended_by;
 use crate::reason::{Outcome, Rejection};
 use crate::state::campaign::Campaign;
 use crate::state::coupon_id::parse_coupon_id;
@@ -260,12 +261,20 @@ impl PartitionState {
             return rejected(Rejection::OutsideIssueWindow);
         }
 
-        if let Some(horizon) = self.retention.horizon(self.watermark) {
-            seller.daily.retire(settings.timezone, horizon);
+        let zone = settings.timezone;
+        let span = seller.day_cache.span(zone, ts);
+        let day = span.day;
+        // Contract section 8: a day that ended at or before the horizon, in
+        // the zone in force now, is refused whether or not it had a count.
+        // `ts` is on the day, so the day has not ended before `ts`: only a
+        // late event needs a look at the horizon.
+        let horizon = self.retention.horizon(self.watermark);
+        let day_forgotten = horizon.is_some_and(|h| ts < h && day_ended_by(zone, day, h))
+            // A count an older build dropped cannot be checked.
+            || seller.daily.count_lost(day);
+        if let Some(h) = horizon {
+            seller.daily.forget_ended(h);
         }
-        let day = local_day(settings.timezone, ts);
-        // A retired day's count is gone: refuse rather than over-issue.
-        let day_retired = seller.daily.is_retired(day);
         let mut issued_today = seller.daily.issued_on(day);
         let expires_at = match def.ttl_ms {
             Some(ttl) => def.valid_until.min(ts.saturating_add(ttl)),
@@ -273,7 +282,7 @@ impl PartitionState {
         };
         let mut issued = 0usize;
         for user_id in &request.user_ids {
-            let result = if day_retired || issued_today >= settings.daily_issue_limit {
+            let result = if day_forgotten || issued_today >= settings.daily_issue_limit {
                 UserResult::Rejected(Rejection::DailyQuotaExhausted)
             } else if campaign.issued() >= def.budget || !campaign.coupons.has_room() {
                 // A full ledger (2^32-2 coupons) is a capacity limit of the
