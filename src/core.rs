@@ -587,6 +587,108 @@ mod tests {
         assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
     }
 
+    /// Contract section 7: the discount spent is exact at the extremes.
+    #[test]
+    fn money_never_saturates() {
+        const MAX: u64 = (1 << 53) - 1;
+        let mut r = Retained::new(0);
+        r.send(
+            1,
+            serde_json::json!({"type": "seller", "max_recipients": 3_000}),
+        );
+        let define = |r: &mut Retained, budget: Option<u64>| {
+            r.send(
+                2,
+                serde_json::json!({"type": "campaign", "campaign_id": "m", "budget": 5_000,
+                    "valid_from": 0, "valid_until": MAX, "discount_cents": MAX,
+                    "per_user_limit": 1, "discount_budget_cents": budget}),
+            )
+        };
+        let redeem = |r: &mut Retained, n: u64, order: &str, cents: u64| {
+            r.send(
+                3,
+                serde_json::json!({"type": "redeem", "coupon_id": format!("m:{n}"),
+                    "user_id": format!("u{n}"), "order_id": order, "order_cents": cents}),
+            )
+            .0
+        };
+        // A budget of exactly one maximal discount: spent may equal it.
+        define(&mut r, Some(MAX));
+        let users: Vec<String> = (1..=2_100).map(|n| format!("u{n}")).collect();
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        assert_eq!(r.issue(3, "m", &refs)["outcome"], "issued");
+        assert_eq!(redeem(&mut r, 1, "o1", MAX)["discount_cents"], MAX);
+        assert_eq!(
+            redeem(&mut r, 2, "o2", 1)["reason"],
+            "discount_budget_exhausted"
+        );
+        assert_eq!(r.release(3, "m:1", "o1")["discount_cents"], MAX);
+        assert_eq!(redeem(&mut r, 2, "o2", MAX)["outcome"], "accepted");
+        assert_eq!(r.release(3, "m:2", "o2")["outcome"], "released");
+        // Without a discount budget, 2,049 maximal discounts sum to more
+        // than 2^64 (a u64 saturates there)...
+        define(&mut r, None);
+        for n in 1..=2_049 {
+            assert_eq!(
+                redeem(&mut r, n, &format!("p{n}"), MAX)["outcome"],
+                "accepted"
+            );
+        }
+        let view = crate::state::query::campaign_view(r.core.state(), 3, "s", "m").unwrap();
+        assert_eq!(view.discount_spent_cents, 2_049 * u128::from(MAX));
+        assert!(view.discount_spent_cents > u128::from(u64::MAX));
+        // ...and after 2,048 releases one maximal discount is still spent:
+        // with a budget of 2^53-1 again, not even one cent more fits.
+        for n in 2..=2_049 {
+            assert_eq!(
+                r.release(3, &format!("m:{n}"), &format!("p{n}"))["outcome"],
+                "released"
+            );
+        }
+        define(&mut r, Some(MAX));
+        assert_eq!(
+            redeem(&mut r, 2_050, "q", 1)["reason"],
+            "discount_budget_exhausted"
+        );
+        assert_eq!(r.release(3, "m:1", "p1")["discount_cents"], MAX);
+        assert_eq!(redeem(&mut r, 2_050, "q", 1)["discount_cents"], 1);
+        let view = crate::state::query::campaign_view(r.core.state(), 3, "s", "m").unwrap();
+        assert_eq!(view.discount_spent_cents, 1);
+        assert_eq!(view.remaining_discount_budget_cents, Some(MAX - 1));
+    }
+
+    /// Other counters at their limits: expiry, serials, daily counts.
+    #[test]
+    fn counters_at_their_limits_are_exact() {
+        const MAX: u64 = (1 << 53) - 1;
+        let mut r = Retained::new(0);
+        // ts + ttl_ms beyond 2^53 is still compared exactly with valid_until.
+        r.send(
+            MAX - 10,
+            serde_json::json!({"type": "campaign", "campaign_id": "t", "budget": MAX,
+                "valid_from": 0, "valid_until": MAX, "discount_cents": 1, "ttl_ms": MAX,
+                "issue_from": 0, "issue_until": MAX, "per_user_limit": MAX}),
+        );
+        let d = r.issue(MAX - 5, "t", &["a"]);
+        assert_eq!(d["results"][0]["expires_at"], MAX);
+        assert_eq!(d["results"][0]["coupon_id"], "t:1");
+        // A redemption at the last valid instant.
+        assert_eq!(r.redeem(MAX, "t:1", "a", "o")["outcome"], "accepted");
+        // The daily limit at 2^53-1 is a limit like any other.
+        r.send(
+            MAX,
+            serde_json::json!({"type": "seller", "daily_issue_limit": MAX}),
+        );
+        assert_eq!(r.issue(MAX, "t", &["a", "a"])["outcome"], "issued");
+        r.send(
+            MAX,
+            serde_json::json!({"type": "seller", "daily_issue_limit": 3}),
+        );
+        let d = r.issue(MAX, "t", &["a", "b"]);
+        assert_eq!(d["outcome"], "rejected");
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
+    }
+
     #[test]
     fn duplicates_and_invalid_values_around_eviction() {
         let mut r = Retained::new(1_000);

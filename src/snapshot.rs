@@ -46,9 +46,11 @@
 //! checksum   xxh3_64 of all preceding bytes, u64 LE
 //! ```
 //!
-//! The retired-days floor is only ever set from snapshots of builds
-//! before contract v1.1: since then, which days are closed follows from the
-//! watermark and the zone.
+//! `discount_spent_cents` is a varint of up to 128 bits (contract v1.1
+//! keeps the sum exact); below 2^64 its bytes are those of the 64-bit
+//! varint earlier builds wrote, so their snapshots read unchanged. The
+//! retired-days floor is only ever set from such older snapshots: since
+//! v1.1, which days are closed follows from the watermark and the zone.
 //!
 //! Version 2 added state retention (`--retention-ms`): the setting, each
 //! seller's retired days and tombstones, and each ledger's base serial.
@@ -239,6 +241,15 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// The same LEB128 bytes as [`put_varint`] for values below 2^64.
+fn put_varint_u128(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -306,7 +317,7 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
     for (id, campaign) in campaigns {
         put_str(out, id);
         put_definition(out, &campaign.definition);
-        put_varint(out, campaign.discount_spent_cents);
+        put_varint_u128(out, campaign.discount_spent_cents);
         put_ledger(out, &campaign.coupons, v2);
     }
     if v2 {
@@ -316,7 +327,7 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
         for (id, tombstone) in tombstones {
             put_str(out, id);
             put_varint(out, tombstone.issued);
-            put_varint(out, tombstone.discount_spent_cents);
+            put_varint_u128(out, tombstone.discount_spent_cents);
         }
     }
 }
@@ -546,13 +557,13 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
         }
         previous = Some(id);
         let definition = read_definition(r)?;
-        let discount_spent_cents = r.varint()?;
-        let (coupons, largest_discount) = read_ledger(r, handles, v2)?;
-        // The rules keep the spent sum at least each redeemed coupon's
-        // discount (release subtracts it).
-        if discount_spent_cents < largest_discount {
+        let discount_spent_cents = r.varint_u128()?;
+        let (coupons, redeemed_discounts) = read_ledger(r, handles, v2)?;
+        // The rules keep the spent sum at least the redeemed coupons'
+        // discounts (a release subtracts its coupon's).
+        if discount_spent_cents < redeemed_discounts {
             return Err(SnapshotError::Invalid(
-                "discount spent below a redeemed coupon's discount",
+                "discount spent below the redeemed coupons' discounts",
             ));
         }
         seller.campaigns.insert(
@@ -579,7 +590,7 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
             }
             let tombstone = Tombstone {
                 issued: r.varint()?,
-                discount_spent_cents: r.varint()?,
+                discount_spent_cents: r.varint_u128()?,
             };
             if tombstone.issued > INT_MAX {
                 return Err(SnapshotError::Invalid("tombstone serial beyond 2^53-1"));
@@ -618,12 +629,12 @@ fn read_definition(r: &mut Reader<'_>) -> Result<CampaignDefinition, SnapshotErr
     })
 }
 
-/// A campaign's coupons, with the largest discount among the redeemed.
+/// A campaign's coupons, with the sum of the redeemed coupons' discounts.
 fn read_ledger(
     r: &mut Reader<'_>,
     handles: Handles,
     v2: bool,
-) -> Result<(CouponLedger, u64), SnapshotError> {
+) -> Result<(CouponLedger, u128), SnapshotError> {
     let len = u64::from_le_bytes(r.fixed::<8>()?);
     let len = usize::try_from(len).map_err(|_| SnapshotError::Truncated)?;
     let mut block = Reader::new(r.bytes(len)?);
@@ -637,7 +648,7 @@ fn read_ledger(
     }
     let mut ledger = CouponLedger::starting_after(base);
     let mut expires_at = 0u64;
-    let mut largest_discount = 0u64;
+    let mut redeemed_discounts = 0u128;
     for serial in base + 1..=base + count {
         let head = block.varint()?;
         let holder = head >> 1;
@@ -660,7 +671,8 @@ fn read_ledger(
                 order: order as u32,
                 discount_cents: block.varint()?,
             };
-            largest_discount = largest_discount.max(redemption.discount_cents);
+            // At most 2^32 coupons of 2^64 cents: no overflow.
+            redeemed_discounts += u128::from(redemption.discount_cents);
             if !ledger.redeem(serial, redemption) {
                 return Err(SnapshotError::Invalid("coupon redeemed twice"));
             }
@@ -669,7 +681,7 @@ fn read_ledger(
     if !block.rest.is_empty() {
         return Err(SnapshotError::Invalid("bytes after a ledger's last coupon"));
     }
-    Ok((ledger, largest_discount))
+    Ok((ledger, redeemed_discounts))
 }
 
 fn read_dedup(r: &mut Reader<'_>, window_ms: u64) -> Result<DedupWindow, SnapshotError> {
@@ -779,6 +791,26 @@ impl<'a> Reader<'a> {
             SnapshotError::Truncated
         } else {
             SnapshotError::Invalid("varint overflows 64 bits")
+        })
+    }
+
+    /// A varint of up to 128 bits (19 bytes).
+    fn varint_u128(&mut self) -> Result<u128, SnapshotError> {
+        let mut v = 0u128;
+        for (i, &b) in self.rest.iter().enumerate().take(19) {
+            if i == 18 && b > 3 {
+                return Err(SnapshotError::Invalid("varint overflows 128 bits"));
+            }
+            v |= u128::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.rest = &self.rest[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(if self.rest.len() < 19 {
+            SnapshotError::Truncated
+        } else {
+            SnapshotError::Invalid("varint overflows 128 bits")
         })
     }
 
@@ -1346,6 +1378,84 @@ mod tests {
         feed(&mut core, &[later.into_bytes()], 0);
         assert_eq!(core.stats().campaigns, 0);
         assert_eq!(core.stats().evicted_campaigns, original.stats().campaigns);
+    }
+
+    /// Contract section 7: the discount spent is exact beyond 2^64, and
+    /// is written as the same varint earlier builds wrote below it.
+    #[test]
+    fn money_beyond_2_pow_64_round_trips() {
+        for v in [0u64, 1, 127, 128, 300, 1 << 53, u64::MAX - 1, u64::MAX] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            put_varint(&mut a, v);
+            put_varint_u128(&mut b, u128::from(v));
+            assert_eq!(a, b, "{v}");
+            assert_eq!(Reader::new(&b).varint_u128(), Ok(u128::from(v)));
+        }
+        for v in [
+            u128::from(u64::MAX) + 1,
+            2_049 * ((1u128 << 53) - 1),
+            u128::MAX,
+        ] {
+            let mut b = Vec::new();
+            put_varint_u128(&mut b, v);
+            let mut r = Reader::new(&b);
+            assert_eq!(r.varint_u128(), Ok(v));
+            assert!(r.rest.is_empty());
+            assert!(Reader::new(&b).varint().is_err(), "{v} as 64 bits");
+        }
+        assert!(Reader::new(&[0xff; 19]).varint_u128().is_err());
+        assert!(Reader::new(&[0xff; 3]).varint_u128().is_err());
+        let mut over = vec![0xff; 18];
+        over.push(4);
+        assert!(Reader::new(&over).varint_u128().is_err());
+
+        let max = crate::id::INT_MAX;
+        let mut values = vec![
+            format!(
+                r#"{{"type":"seller","event_id":"s","ts":1,"seller_id":"s","max_recipients":3000}}"#
+            ),
+            format!(
+                r#"{{"type":"campaign","event_id":"c","ts":1,"seller_id":"s","campaign_id":"m","budget":3000,"valid_from":0,"valid_until":{max},"discount_cents":{max}}}"#
+            ),
+        ];
+        let users: Vec<String> = (0..2_049).map(|n| format!("\"u{n}\"")).collect();
+        values.push(format!(
+            r#"{{"type":"issue","event_id":"i","ts":1,"seller_id":"s","campaign_id":"m","user_ids":[{}]}}"#,
+            users.join(",")
+        ));
+        for n in 0..2_049 {
+            values.push(format!(
+                r#"{{"type":"redeem","event_id":"r{n}","ts":1,"seller_id":"s","coupon_id":"m:{}","user_id":"u{n}","order_id":"o{n}","order_cents":{max}}}"#,
+                n + 1
+            ));
+        }
+        let values: Vec<Vec<u8>> = values.into_iter().map(String::into_bytes).collect();
+        let config = CoreConfig {
+            retention_ms: 0,
+            ..CoreConfig::default()
+        };
+        let mut core = DecisionCore::new(config);
+        feed(&mut core, &values, 0);
+        let spent = core
+            .state()
+            .campaign("s", "m")
+            .unwrap()
+            .discount_spent_cents;
+        assert_eq!(spent, 2_049 * u128::from(max));
+        let bytes = snapshot(&core);
+        let mut restored = decode(&bytes, config).unwrap();
+        assert_eq!(snapshot(&restored), bytes);
+        let later = [
+            format!(
+                r#"{{"type":"campaign","event_id":"d","ts":2,"seller_id":"s","campaign_id":"m","budget":3000,"valid_from":0,"valid_until":{max},"discount_cents":{max},"discount_budget_cents":{max}}}"#
+            )
+            .into_bytes(),
+            br#"{"type":"release","event_id":"x","ts":2,"seller_id":"s","coupon_id":"m:1","order_id":"o0"}"#.to_vec(),
+            br#"{"type":"redeem","event_id":"y","ts":2,"seller_id":"s","coupon_id":"m:1","user_id":"u0","order_id":"o0","order_cents":1}"#.to_vec(),
+        ];
+        let a = feed(&mut core, &later, 10_000);
+        assert_eq!(feed(&mut restored, &later, 10_000), a);
+        assert!(String::from_utf8_lossy(&a).contains("discount_budget_exhausted"));
     }
 
     #[test]

@@ -986,3 +986,229 @@ fn forgotten_day_cases_reach_both_answers() {
     }
     assert!(forgotten > 50 && kept_late > 3, "{forgotten} {kept_late}");
 }
+
+// ----------------------------------------------------------- exact money
+//
+// Contract section 7: the discount spent is exact, so a redemption is
+// `discount_budget_exhausted` exactly when the discounts of the coupons
+// currently redeemed plus its own exceed the budget in force, however large
+// the sums. Amounts at 2^53-1, thousands of coupons, budgets redefined
+// between redemptions and releases; the model sums in u128.
+
+const INT_MAX: u64 = (1 << 53) - 1;
+
+#[derive(Debug, Clone)]
+enum MoneyStep {
+    /// Redefine the campaign: discount of one coupon, discount budget.
+    Define {
+        discount: u64,
+        budget: Option<u64>,
+    },
+    /// Redeem `run` coupons from `coupon` on, each for `order_cents`.
+    Redeem {
+        coupon: u16,
+        run: u16,
+        order_cents: u64,
+    },
+    Release {
+        coupon: u16,
+        run: u16,
+    },
+}
+
+fn extreme_amount() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => Just(INT_MAX),
+        2 => Just(INT_MAX - 1),
+        1 => Just(INT_MAX / 2 + 1),
+        1 => Just(1u64),
+        1 => Just(0u64),
+        1 => 0..=INT_MAX,
+    ]
+}
+
+fn run_length() -> impl Strategy<Value = u16> {
+    prop_oneof![8 => Just(1u16), 1 => 2u16..50, 1 => 500u16..2_600]
+}
+
+fn money_steps() -> impl Strategy<Value = Vec<MoneyStep>> {
+    let step = prop_oneof![
+        2 => (extreme_amount(), prop::option::weighted(0.6, extreme_amount()))
+            .prop_map(|(discount, budget)| MoneyStep::Define { discount, budget }),
+        10 => (0u16..3_000, run_length(), extreme_amount())
+            .prop_map(|(coupon, run, order_cents)| MoneyStep::Redeem { coupon, run, order_cents }),
+        5 => (0u16..3_000, run_length()).prop_map(|(coupon, run)| MoneyStep::Release { coupon, run }),
+    ];
+    // Half the sequences start by redeeming every coupon at 2^53-1 cents
+    // without a discount budget: more than 2^64 cents spent at once.
+    (any::<bool>(), prop::collection::vec(step, 1..60)).prop_map(|(fill, mut steps)| {
+        if fill {
+            let all = MoneyStep::Redeem {
+                coupon: 0,
+                run: 3_000,
+                order_cents: INT_MAX,
+            };
+            steps.insert(0, all);
+        }
+        steps
+    })
+}
+
+/// The values of `steps` over a campaign with `coupons` coupons issued.
+fn money_values(steps: &[MoneyStep], coupons: u64) -> Vec<Value> {
+    let mut values = vec![
+        json!({"type": "seller", "event_id": "s", "ts": 1, "seller_id": "s",
+            "max_recipients": 3_000, "daily_issue_limit": INT_MAX}),
+        json!({"type": "campaign", "event_id": "c", "ts": 1, "seller_id": "s",
+            "campaign_id": "m", "budget": INT_MAX, "valid_from": 0, "valid_until": INT_MAX,
+            "discount_cents": INT_MAX}),
+        json!({"type": "issue", "event_id": "i", "ts": 1, "seller_id": "s",
+            "campaign_id": "m", "user_ids": (0..coupons).map(|n| format!("u{n}")).collect::<Vec<_>>()}),
+    ];
+    for step in steps {
+        let id = format!("e{}", values.len());
+        match *step {
+            MoneyStep::Define { discount, budget } => values.push(json!({"type": "campaign",
+                "event_id": id, "ts": 2, "seller_id": "s", "campaign_id": "m",
+                "budget": INT_MAX, "valid_from": 0, "valid_until": INT_MAX,
+                "discount_cents": discount, "discount_budget_cents": budget})),
+            MoneyStep::Redeem {
+                coupon,
+                run,
+                order_cents,
+            } => {
+                for k in 0..u64::from(run) {
+                    let n = (u64::from(coupon) + k) % coupons;
+                    values.push(
+                        json!({"type": "redeem", "event_id": format!("e{}", values.len()),
+                        "ts": 2, "seller_id": "s", "coupon_id": format!("m:{}", n + 1),
+                        "user_id": format!("u{n}"), "order_id": format!("o{}", values.len()),
+                        "order_cents": order_cents}),
+                    );
+                }
+            }
+            MoneyStep::Release { coupon, run } => {
+                for k in 0..u64::from(run) {
+                    // The order of the coupon's redemption is filled in
+                    // when the release is sent.
+                    let n = (u64::from(coupon) + k) % coupons;
+                    values.push(
+                        json!({"type": "release", "event_id": format!("e{}", values.len()),
+                        "ts": 2, "seller_id": "s", "coupon_id": format!("m:{}", n + 1),
+                        "order_id": "?"}),
+                    );
+                }
+            }
+        }
+    }
+    values
+}
+
+/// Decides the values of `steps` and checks every redemption and release
+/// against the exact model; returns the largest sum spent and how many
+/// redemptions met an exhausted budget.
+fn check_money(steps: &[MoneyStep], coupons: u64) -> Result<(u128, usize), TestCaseError> {
+    let mut core = retained(0);
+    let mut values = money_values(steps, coupons);
+    // The model: discount per coupon and budget in force, the order and
+    // discount of each redeemed coupon, and their exact sum.
+    let (mut discount, mut budget) = (INT_MAX, None::<u64>);
+    let mut redeemed: HashMap<String, (String, u64)> = HashMap::new();
+    let mut spent: u128 = 0;
+    let (mut most, mut exhausted) = (0u128, 0usize);
+    let mut out = Vec::new();
+    for (i, value) in values.iter_mut().enumerate() {
+        if value["type"] == "release"
+            && let Some((order, _)) = redeemed.get(value["coupon_id"].as_str().unwrap())
+        {
+            value["order_id"] = json!(order);
+        }
+        let bytes = serde_json::to_vec(value).unwrap();
+        out.clear();
+        core.process(
+            &Message {
+                value: &bytes,
+                source: Source {
+                    partition: 0,
+                    offset: i as i64,
+                },
+                key_check: None,
+            },
+            &mut out,
+        );
+        let d: Value = serde_json::from_slice(&out).unwrap();
+        match value["type"].as_str().unwrap() {
+            "issue" => prop_assert_eq!(&d["outcome"], "issued"),
+            "campaign" => {
+                discount = value["discount_cents"].as_u64().unwrap();
+                budget = value["discount_budget_cents"].as_u64();
+            }
+            "redeem" => {
+                let coupon = value["coupon_id"].as_str().unwrap().to_owned();
+                if redeemed.contains_key(&coupon) {
+                    prop_assert_eq!(&d["reason"], "already_redeemed");
+                    continue;
+                }
+                let give = discount.min(value["order_cents"].as_u64().unwrap());
+                if budget.is_some_and(|b| spent + u128::from(give) > u128::from(b)) {
+                    prop_assert_eq!(&d["reason"], "discount_budget_exhausted", "spent {}", spent);
+                    exhausted += 1;
+                } else {
+                    prop_assert_eq!(
+                        &d["outcome"],
+                        "accepted",
+                        "spent {} budget {:?}",
+                        spent,
+                        budget
+                    );
+                    prop_assert_eq!(d["discount_cents"].as_u64(), Some(give));
+                    spent += u128::from(give);
+                    most = most.max(spent);
+                    let order = value["order_id"].as_str().unwrap().to_owned();
+                    redeemed.insert(coupon, (order, give));
+                    // Never more than the budget in force when granted.
+                    if let Some(b) = budget {
+                        prop_assert!(spent <= u128::from(b));
+                    }
+                }
+            }
+            "release" => match redeemed.remove(value["coupon_id"].as_str().unwrap()) {
+                Some((_, given)) => {
+                    prop_assert_eq!(&d["outcome"], "released");
+                    prop_assert_eq!(d["discount_cents"].as_u64(), Some(given));
+                    spent -= u128::from(given);
+                }
+                None => prop_assert_eq!(&d["reason"], "not_redeemed"),
+            },
+            _ => {}
+        }
+    }
+    Ok((most, exhausted))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_money_at_the_extremes(steps in money_steps(), coupons in 2_100u64..3_001) {
+        check_money(&steps, coupons)?;
+    }
+}
+
+#[test]
+fn exact_money_cases_exceed_2_pow_64_and_hit_the_budget() {
+    // The property above is not vacuous: some sequences hold more than
+    // 2^64 cents of redeemed discounts at once, and many redemptions meet
+    // an exhausted budget.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut over_u64, mut exhausted) = (0, 0);
+    for _ in 0..12 {
+        let steps = money_steps().new_tree(&mut runner).unwrap().current();
+        let (most, n) = check_money(&steps, 3_000).unwrap();
+        over_u64 += usize::from(most > u128::from(u64::MAX));
+        exhausted += n;
+    }
+    assert!(over_u64 >= 2 && exhausted > 100, "{over_u64} {exhausted}");
+}

@@ -11,6 +11,10 @@
 //! with their seller; an `issue` on a local day that ended at or before
 //! the retention horizon is refused, and the counts of such days are
 //! forgotten (contract section 8).
+//!
+//! Money is exact (contract section 7): the discount spent is a `u128`, which
+//! holds the sum of 2^53 discounts of up to 2^53-1 cents each (every coupon a
+//! campaign can ever number), so it neither wraps nor saturates.
 
 use hashbrown::HashMap;
 
@@ -276,8 +280,9 @@ impl PartitionState {
             seller.daily.forget_ended(h);
         }
         let mut issued_today = seller.daily.issued_on(day);
-        let expires_at = match def.ttl_ms {
-            Some(ttl) => def.valid_until.min(ts.saturating_add(ttl)),
+        // Exact: ts + ttl overflows u64 only past any valid_until.
+        let expires_at = match def.ttl_ms.and_then(|ttl| ts.checked_add(ttl)) {
+            Some(end) => def.valid_until.min(end),
             None => def.valid_until,
         };
         let mut issued = 0usize;
@@ -366,9 +371,16 @@ impl PartitionState {
             return Ruling::Rejected(Rejection::BelowMinimum);
         }
         let discount_cents = def.discount_cents.min(request.order_cents);
-        let spent = campaign.discount_spent_cents.saturating_add(discount_cents);
+        // Exact (see the module doc); a sum beyond u128, which no sequence
+        // of events reaches, would exceed any budget.
+        let Some(spent) = campaign
+            .discount_spent_cents
+            .checked_add(u128::from(discount_cents))
+        else {
+            return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
+        };
         if let Some(budget) = def.discount_budget_cents
-            && spent > budget
+            && spent > u128::from(budget)
         {
             return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
         }
@@ -413,10 +425,12 @@ impl PartitionState {
             return Ruling::Rejected(Rejection::OrderMismatch);
         }
         campaign.coupons.release(serial);
-        debug_assert!(campaign.discount_spent_cents >= redemption.discount_cents);
-        campaign.discount_spent_cents = campaign
-            .discount_spent_cents
-            .saturating_sub(redemption.discount_cents);
+        // The spent sum includes every redeemed coupon's discount (a
+        // snapshot is checked for that when read), so this never reaches
+        // the floor: the subtraction is exact.
+        let given_back = u128::from(redemption.discount_cents);
+        debug_assert!(campaign.discount_spent_cents >= given_back);
+        campaign.discount_spent_cents = campaign.discount_spent_cents.saturating_sub(given_back);
         Ruling::Released {
             discount_cents: redemption.discount_cents,
         }
