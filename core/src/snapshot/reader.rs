@@ -178,13 +178,13 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
         }
         previous = Some(id);
         let definition = read_definition(r)?;
-        let discount_spent_cents = r.varint()?;
-        let (coupons, largest_discount) = read_ledger(r, handles, v2)?;
-        // The rules keep the spent sum at least each redeemed coupon's
-        // discount (release subtracts it).
-        if discount_spent_cents < largest_discount {
+        let discount_spent_cents = r.varint_u128()?;
+        let (coupons, redeemed_discounts) = read_ledger(r, handles, v2)?;
+        // The rules keep the spent sum at least the redeemed coupons'
+        // discounts (a release subtracts its coupon's).
+        if discount_spent_cents < redeemed_discounts {
             return Err(SnapshotError::Invalid(
-                "discount spent below a redeemed coupon's discount",
+                "discount spent below the redeemed coupons' discounts",
             ));
         }
         seller.campaigns.insert(
@@ -211,7 +211,7 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
             }
             let tombstone = Tombstone {
                 issued: r.varint()?,
-                discount_spent_cents: r.varint()?,
+                discount_spent_cents: r.varint_u128()?,
             };
             if tombstone.issued > INT_MAX {
                 return Err(SnapshotError::Invalid("tombstone serial beyond 2^53-1"));
@@ -250,12 +250,12 @@ fn read_definition(r: &mut Reader<'_>) -> Result<CampaignDefinition, SnapshotErr
     })
 }
 
-/// A campaign's coupons, with the largest discount among the redeemed.
+/// A campaign's coupons, with the sum of the redeemed coupons' discounts.
 fn read_ledger(
     r: &mut Reader<'_>,
     handles: Handles,
     v2: bool,
-) -> Result<(CouponLedger, u64), SnapshotError> {
+) -> Result<(CouponLedger, u128), SnapshotError> {
     let len = u64::from_le_bytes(r.fixed::<8>()?);
     let len = usize::try_from(len).map_err(|_| SnapshotError::Truncated)?;
     let mut block = Reader::new(r.bytes(len)?);
@@ -269,7 +269,7 @@ fn read_ledger(
     }
     let mut ledger = CouponLedger::starting_after(base);
     let mut expires_at = 0u64;
-    let mut largest_discount = 0u64;
+    let mut redeemed_discounts = 0u128;
     for serial in base + 1..=base + count {
         let head = block.varint()?;
         let holder = head >> 1;
@@ -292,7 +292,8 @@ fn read_ledger(
                 order: order as u32,
                 discount_cents: block.varint()?,
             };
-            largest_discount = largest_discount.max(redemption.discount_cents);
+            // At most 2^32 coupons of 2^64 cents: no overflow.
+            redeemed_discounts += u128::from(redemption.discount_cents);
             if !ledger.redeem(serial, redemption) {
                 return Err(SnapshotError::Invalid("coupon redeemed twice"));
             }
@@ -301,7 +302,7 @@ fn read_ledger(
     if !block.rest.is_empty() {
         return Err(SnapshotError::Invalid("bytes after a ledger's last coupon"));
     }
-    Ok((ledger, largest_discount))
+    Ok((ledger, redeemed_discounts))
 }
 
 fn read_dedup(r: &mut Reader<'_>, window_ms: u64) -> Result<DedupWindow, SnapshotError> {

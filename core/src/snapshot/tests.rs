@@ -2,7 +2,7 @@
 //! refusals of damaged, truncated and mismatched snapshots.
 
 use super::envelope::{CHECKSUM_BYTES, FORMAT_VERSION, FORMAT_VERSION_V1, HEADER_BYTES, MAGIC};
-use super::wire::{put_str, put_varint};
+use super::wire::{Reader, put_str, put_varint, put_varint_u128};
 use super::writer::encode_as;
 use super::{SnapshotError, decode, encode};
 use crate::config::CoreConfig;
@@ -427,7 +427,7 @@ fn a_different_config_is_a_mismatch() {
         ))
     );
     let mut other = config;
-    other.seller_defaults.timezone = chrono_tz::UTC;
+    other.seller_defaults.timezone = crate::zone::Zone::utc();
     assert_eq!(
         mismatch(other),
         Some(SnapshotError::ConfigMismatch("seller_defaults.timezone"))
@@ -435,7 +435,7 @@ fn a_different_config_is_a_mismatch() {
 }
 
 /// A core with retention whose state holds dropped campaigns
-/// (tombstones), a resumed campaign and retired days.
+/// (tombstones), a resumed campaign and forgotten days.
 fn retained_core(retention_ms: u64) -> DecisionCore {
     let config = CoreConfig {
         retention_ms,
@@ -487,7 +487,10 @@ fn retention_state_round_trips() {
     // The campaign was dropped and re-created five times: its ledger
     // starts after the ten coupons issued before.
     assert_eq!(core.state().campaign("s", "c").unwrap().coupons.base(), 10);
-    assert!(s.daily.retired_before().is_some());
+    // Counts of days that ended everywhere before the horizon are gone;
+    // no floor is set (v1.1 closes days by the watermark and the zone).
+    assert!(s.daily.days_tracked() < 6, "{}", s.daily.days_tracked());
+    assert_eq!(s.daily.retired_before(), None);
     // "d" was dropped for good; "c" holds its own count again.
     assert_eq!(s.evicted.keys().map(|k| &**k).collect::<Vec<_>>(), ["d"]);
     assert_eq!(s.evicted["d"].issued, 1);
@@ -535,6 +538,84 @@ fn version_1_snapshots_are_read_under_any_retention() {
     feed(&mut core, &[later.into_bytes()], 0);
     assert_eq!(core.stats().campaigns, 0);
     assert_eq!(core.stats().evicted_campaigns, original.stats().campaigns);
+}
+
+/// Contract section 7: the discount spent is exact beyond 2^64, and
+/// is written as the same varint earlier builds wrote below it.
+#[test]
+fn money_beyond_2_pow_64_round_trips() {
+    for v in [0u64, 1, 127, 128, 300, 1 << 53, u64::MAX - 1, u64::MAX] {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        put_varint(&mut a, v);
+        put_varint_u128(&mut b, u128::from(v));
+        assert_eq!(a, b, "{v}");
+        assert_eq!(Reader::new(&b).varint_u128(), Ok(u128::from(v)));
+    }
+    for v in [
+        u128::from(u64::MAX) + 1,
+        2_049 * ((1u128 << 53) - 1),
+        u128::MAX,
+    ] {
+        let mut b = Vec::new();
+        put_varint_u128(&mut b, v);
+        let mut r = Reader::new(&b);
+        assert_eq!(r.varint_u128(), Ok(v));
+        assert!(r.rest.is_empty());
+        assert!(Reader::new(&b).varint().is_err(), "{v} as 64 bits");
+    }
+    assert!(Reader::new(&[0xff; 19]).varint_u128().is_err());
+    assert!(Reader::new(&[0xff; 3]).varint_u128().is_err());
+    let mut over = vec![0xff; 18];
+    over.push(4);
+    assert!(Reader::new(&over).varint_u128().is_err());
+
+    let max = crate::id::INT_MAX;
+    let mut values = vec![
+        format!(
+            r#"{{"type":"seller","event_id":"s","ts":1,"seller_id":"s","max_recipients":3000}}"#
+        ),
+        format!(
+            r#"{{"type":"campaign","event_id":"c","ts":1,"seller_id":"s","campaign_id":"m","budget":3000,"valid_from":0,"valid_until":{max},"discount_cents":{max}}}"#
+        ),
+    ];
+    let users: Vec<String> = (0..2_049).map(|n| format!("\"u{n}\"")).collect();
+    values.push(format!(
+        r#"{{"type":"issue","event_id":"i","ts":1,"seller_id":"s","campaign_id":"m","user_ids":[{}]}}"#,
+        users.join(",")
+    ));
+    for n in 0..2_049 {
+        values.push(format!(
+            r#"{{"type":"redeem","event_id":"r{n}","ts":1,"seller_id":"s","coupon_id":"m:{}","user_id":"u{n}","order_id":"o{n}","order_cents":{max}}}"#,
+            n + 1
+        ));
+    }
+    let values: Vec<Vec<u8>> = values.into_iter().map(String::into_bytes).collect();
+    let config = CoreConfig {
+        retention_ms: 0,
+        ..CoreConfig::default()
+    };
+    let mut core = DecisionCore::new(config);
+    feed(&mut core, &values, 0);
+    let spent = core
+        .state()
+        .campaign("s", "m")
+        .unwrap()
+        .discount_spent_cents;
+    assert_eq!(spent, 2_049 * u128::from(max));
+    let bytes = snapshot(&core);
+    let mut restored = decode(&bytes, config).unwrap();
+    assert_eq!(snapshot(&restored), bytes);
+    let later = [
+        format!(
+            r#"{{"type":"campaign","event_id":"d","ts":2,"seller_id":"s","campaign_id":"m","budget":3000,"valid_from":0,"valid_until":{max},"discount_cents":{max},"discount_budget_cents":{max}}}"#
+        )
+        .into_bytes(),
+        br#"{"type":"release","event_id":"x","ts":2,"seller_id":"s","coupon_id":"m:1","order_id":"o0"}"#.to_vec(),
+        br#"{"type":"redeem","event_id":"y","ts":2,"seller_id":"s","coupon_id":"m:1","user_id":"u0","order_id":"o0","order_cents":1}"#.to_vec(),
+    ];
+    let a = feed(&mut core, &later, 10_000);
+    assert_eq!(feed(&mut restored, &later, 10_000), a);
+    assert!(String::from_utf8_lossy(&a).contains("discount_budget_exhausted"));
 }
 
 #[test]

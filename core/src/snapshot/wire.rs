@@ -14,6 +14,15 @@ pub(super) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// The same LEB128 bytes as [`put_varint`] for values below 2^64.
+pub(super) fn put_varint_u128(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 pub(super) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
@@ -87,6 +96,26 @@ impl<'a> Reader<'a> {
             SnapshotError::Truncated
         } else {
             SnapshotError::Invalid("varint overflows 64 bits")
+        })
+    }
+
+    /// A varint of up to 128 bits (19 bytes).
+    pub(super) fn varint_u128(&mut self) -> Result<u128, SnapshotError> {
+        let mut v = 0u128;
+        for (i, &b) in self.rest.iter().enumerate().take(19) {
+            if i == 18 && b > 3 {
+                return Err(SnapshotError::Invalid("varint overflows 128 bits"));
+            }
+            v |= u128::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                self.rest = &self.rest[i + 1..];
+                return Ok(v);
+            }
+        }
+        Err(if self.rest.len() < 19 {
+            SnapshotError::Truncated
+        } else {
+            SnapshotError::Invalid("varint overflows 128 bits")
         })
     }
 

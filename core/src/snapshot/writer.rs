@@ -40,6 +40,12 @@
 //! checksum   xxh3_64 of all preceding bytes, u64 LE
 //! ```
 //!
+//! `discount_spent_cents` is a varint of up to 128 bits (contract v1.1
+//! keeps the sum exact); below 2^64 its bytes are those of the 64-bit
+//! varint earlier builds wrote, so their snapshots read unchanged. The
+//! retired-days floor is only ever set from such older snapshots: since
+//! v1.1, which days are closed follows from the watermark and the zone.
+//!
 //! Three things are derived rather than stored: coupons per user (one per
 //! coupon held, rebuilt from the ledger), redemption slots (packed in
 //! serial order with nothing free; a slot number never reaches a decision)
@@ -55,7 +61,7 @@ use crate::state::coupon_ledger::CouponLedger;
 use crate::state::seller::Seller;
 
 use super::envelope::{FORMAT_VERSION, put_config, put_header, seal};
-use super::wire::{put_bytes, put_str, put_varint, zigzag};
+use super::wire::{put_bytes, put_str, put_varint, put_varint_u128, zigzag};
 
 /// Campaign flag bits.
 pub(super) const FLAG_ACTIVE: u8 = 1;
@@ -150,7 +156,7 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
     for (id, campaign) in campaigns {
         put_str(out, id);
         put_definition(out, &campaign.definition);
-        put_varint(out, campaign.discount_spent_cents);
+        put_varint_u128(out, campaign.discount_spent_cents);
         put_ledger(out, &campaign.coupons, v2);
     }
     if v2 {
@@ -160,7 +166,7 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
         for (id, tombstone) in tombstones {
             put_str(out, id);
             put_varint(out, tombstone.issued);
-            put_varint(out, tombstone.discount_spent_cents);
+            put_varint_u128(out, tombstone.discount_spent_cents);
         }
     }
 }
