@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use coupon_stream::cli::ProfileArg;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig, parse_property};
 use coupon_stream::kafka::processor::Processor;
+use coupon_stream::kafka::topics::StateTopicPolicy;
 use coupon_stream::ops::health::Health;
 use coupon_stream::ops::http::HttpServer;
 use coupon_stream::replay::replay;
@@ -214,7 +215,7 @@ struct RunArgs {
     /// Longest wait for outstanding decisions on shutdown and on revoke, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     drain_timeout_ms: u64,
-    /// Topic of partition snapshots (durable state); same partition count as the input, compacted.
+    /// Topic of partition snapshots (durable state): compacted, at least as many partitions as the input; created at start-up when missing.
     #[arg(
         long,
         env = "COUPON_STREAM_STATE_TOPIC",
@@ -227,6 +228,22 @@ struct RunArgs {
     /// Longest time to restore one assigned partition (read its snapshot, replay), in milliseconds.
     #[arg(long, env = "COUPON_STREAM_RESTORE_TIMEOUT_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     restore_timeout_ms: u64,
+    /// Threads restoring newly assigned partitions in parallel (each reads
+    /// a snapshot and replays the input since it).
+    #[arg(long, env = "COUPON_STREAM_RESTORE_THREADS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    restore_threads: u64,
+    /// Do not create the state topic when it is missing: wait for it like the other topics and stop if it does not appear.
+    #[arg(long, env = "COUPON_STREAM_NO_CREATE_STATE_TOPIC")]
+    no_create_state_topic: bool,
+    /// Replication factor of a state topic the processor creates [default: the broker's default.replication.factor].
+    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..=32_767))]
+    state_topic_replication_factor: Option<i32>,
+    /// min.insync.replicas of a state topic the processor creates [default: the broker's min.insync.replicas].
+    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC_MIN_INSYNC_REPLICAS", value_parser = clap::value_parser!(u32).range(1..=32_767))]
+    state_topic_min_insync_replicas: Option<u32>,
+    /// Longest wait at start-up for the input, output and dead-letter topics (and, with --no-create-state-topic, the state topic) to exist, in milliseconds; the processor starts as soon as they do.
+    #[arg(long, env = "COUPON_STREAM_TOPIC_WAIT_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    topic_wait_timeout_ms: u64,
     /// How long a dead instance keeps its partitions before the group moves them, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     session_timeout_ms: u64,
@@ -463,6 +480,13 @@ fn kafka_config(args: RunArgs) -> KafkaConfig {
         state_topic: args.state_topic,
         snapshot_interval_ms: args.snapshot_interval_ms,
         restore_timeout_ms: args.restore_timeout_ms,
+        restore_threads: args.restore_threads as usize,
+        state_topic_policy: StateTopicPolicy {
+            create: !args.no_create_state_topic,
+            replication_factor: args.state_topic_replication_factor.unwrap_or(-1),
+            min_insync_replicas: args.state_topic_min_insync_replicas,
+        },
+        topic_wait_timeout_ms: args.topic_wait_timeout_ms,
         session_timeout_ms: args.session_timeout_ms,
         guarantee: args.guarantee,
         transactional_id,

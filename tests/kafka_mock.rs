@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
+use coupon_stream::kafka::topics::StateTopicPolicy;
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::workload::{Workload, WorkloadConfig};
 use rdkafka::mocking::MockCluster;
@@ -44,7 +45,8 @@ fn messages(workload: &mut Workload, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)
 fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
+    // The mock cluster cannot create topics on request: the state topic too.
+    for topic in support::TOPICS.into_iter().chain(["coupon-state"]) {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
     (cluster, brokers)
@@ -225,6 +227,9 @@ fn mock_config(brokers: &str) -> KafkaConfig {
         state_topic: "coupon-state".into(),
         snapshot_interval_ms: 1_000,
         restore_timeout_ms: 60_000,
+        restore_threads: 2,
+        state_topic_policy: StateTopicPolicy::default(),
+        topic_wait_timeout_ms: 30_000,
         session_timeout_ms: 10_000,
         guarantee: Guarantee::AtLeastOnce,
         transactional_id: String::new(),

@@ -14,7 +14,9 @@ mod support;
 use std::time::Instant;
 
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
-use coupon_stream::kafka::state_store::SnapshotStore;
+use coupon_stream::kafka::reader::PartitionReader;
+use coupon_stream::kafka::state_store::{self, SnapshotStore};
+use coupon_stream::kafka::topics::StateTopicPolicy;
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::{snapshot, synthetic};
 use support::Tansu;
@@ -46,6 +48,9 @@ fn restore_ten_million_coupons() {
         state_topic: "coupon-state".into(),
         snapshot_interval_ms: 60_000,
         restore_timeout_ms: 300_000,
+        restore_threads: 1,
+        state_topic_policy: StateTopicPolicy::default(),
+        topic_wait_timeout_ms: 60_000,
         session_timeout_ms: 10_000,
         guarantee: Guarantee::AtLeastOnce,
         transactional_id: String::new(),
@@ -61,11 +66,17 @@ fn restore_ten_million_coupons() {
     drop(core);
     let store = SnapshotStore::new(&config).unwrap();
     let t = Instant::now();
-    store.save(0, 1_000_000, &bytes, None).unwrap();
+    let deadline = t + std::time::Duration::from_secs(300);
+    store.save(0, 1_000_000, &bytes, None, deadline).unwrap();
     let write = t.elapsed();
 
+    // As a restore thread reads it: one long-lived reader.
+    let reader =
+        PartitionReader::new(&config.brokers, "restore-time-reader", &config.properties).unwrap();
     let t = Instant::now();
-    let (manifest, loaded) = store.load(0).unwrap().expect("a snapshot");
+    let (manifest, loaded) = state_store::load(&reader, "coupon-state", 0, deadline, &|| false)
+        .unwrap()
+        .expect("a snapshot");
     let read = t.elapsed();
     let t = Instant::now();
     let restored = snapshot::decode(&loaded, CoreConfig::default()).unwrap();

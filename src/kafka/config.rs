@@ -4,6 +4,8 @@
 
 use rdkafka::ClientConfig;
 
+use crate::kafka::topics::StateTopicPolicy;
+
 /// What a crash, restart or rebalance may do to the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -50,8 +52,14 @@ pub struct KafkaConfig {
     /// How often each partition's state is snapshotted; 0 turns durable
     /// state off (no snapshots, no restore: a new owner starts empty).
     pub snapshot_interval_ms: u64,
-    /// Longest time to read one partition's snapshot on assignment.
+    /// Longest time to restore one assigned partition.
     pub restore_timeout_ms: u64,
+    /// Threads restoring assigned partitions in parallel.
+    pub restore_threads: usize,
+    /// How the state topic is created and checked at start-up.
+    pub state_topic_policy: StateTopicPolicy,
+    /// Longest wait at start-up for the topics to exist.
+    pub topic_wait_timeout_ms: u64,
     /// The consumer's `session.timeout.ms`: how long a dead member keeps
     /// its partitions.
     pub session_timeout_ms: u64,
@@ -182,6 +190,9 @@ mod tests {
             state_topic: "state".into(),
             snapshot_interval_ms: 60_000,
             restore_timeout_ms: 60_000,
+            restore_threads: 4,
+            state_topic_policy: StateTopicPolicy::default(),
+            topic_wait_timeout_ms: 60_000,
             session_timeout_ms: 10_000,
             guarantee: Guarantee::AtLeastOnce,
             transactional_id: "g-host-1".into(),

@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::kafka::admin::{AdminError, ensure_topics};
 use crate::kafka::config::{Guarantee, KafkaConfig};
 use crate::kafka::processor::{Processor, ProcessorError};
+use crate::kafka::topics::StateTopicPolicy;
 use crate::ops::health::Health;
 use crate::ops::http::{HttpError, HttpServer};
 use crate::ops::telemetry::Progress;
@@ -109,7 +110,6 @@ pub fn run_demo(
             (INPUT, options.partitions),
             (OUTPUT, options.partitions),
             (DLQ, options.partitions),
-            (STATE, options.partitions),
         ],
         TOPIC_TIMEOUT,
     )?;
@@ -134,6 +134,9 @@ pub fn run_demo(
         state_topic: STATE.to_owned(),
         snapshot_interval_ms: 10_000,
         restore_timeout_ms: 300_000,
+        restore_threads: 4,
+        state_topic_policy: StateTopicPolicy::default(),
+        topic_wait_timeout_ms: 60_000,
         session_timeout_ms: 10_000,
         guarantee: options.guarantee,
         transactional_id: format!("coupon-stream-demo-{}", std::process::id()),

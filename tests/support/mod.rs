@@ -5,6 +5,9 @@
 
 #![allow(dead_code)]
 
+pub mod lifecycle;
+pub mod proxy;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -22,13 +25,9 @@ use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message as CoreMessage};
 
-/// The topics the processor uses by default.
-pub const TOPICS: [&str; 4] = [
-    "coupon-events",
-    "coupon-decisions",
-    "coupon-events-dlq",
-    "coupon-state",
-];
+/// The contract's topics, which must exist before the processor starts;
+/// it creates its state topic (`coupon-state`, compacted) itself.
+pub const TOPICS: [&str; 3] = ["coupon-events", "coupon-decisions", "coupon-events-dlq"];
 
 /// What the decision core says about each input record, recomputed per
 /// partition in offset order with the Kafka key checks.
