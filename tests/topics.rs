@@ -9,11 +9,17 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use coupon_stream_core::workload::Profile;
+
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use support::Tansu;
-use support::lifecycle::{Processor, metric_sum, scratch, wait_until};
+use support::kafka::{produce_with, read_all, read_covering};
+use support::lifecycle::Processor;
+use support::logs::log_dir;
+use support::messages::{Messages, keyed, workload};
+use support::recompute::{check_decisions, decision_source, expected_decisions};
+use support::{Tansu, wait_for};
 
 const PARTITIONS: i32 = 8;
 /// Tansu 0.6 answers a fetch from inside a record batch with the batches
@@ -21,24 +27,8 @@ const PARTITIONS: i32 = 8;
 /// misses nothing (tests/durability.rs says more).
 const ONE_PER_BATCH: &[(&str, &str)] = &[("batch.num.messages", "1")];
 
-fn generated(events: usize, seed: u64) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let mut workload =
-        coupon_stream_core::workload::Workload::new(coupon_stream_core::workload::WorkloadConfig {
-            sellers: 40,
-            users: 5_000,
-            seed,
-            ..Default::default()
-        });
-    let mut value = Vec::new();
-    (0..events)
-        .map(|_| {
-            let seller = workload.next_into(&mut value);
-            (
-                Some(workload.seller_id(seller).as_bytes().to_vec()),
-                value.clone(),
-            )
-        })
-        .collect()
+fn generated(events: usize, seed: u64) -> Messages {
+    keyed(&mut workload(Profile::Steady, 40, 5_000, seed), events)
 }
 
 fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
@@ -82,7 +72,7 @@ fn describe(brokers: &str, name: &str) -> (usize, Option<String>) {
 }
 
 fn check_all_decided(brokers: &str, total: usize) {
-    let input = support::read_all(
+    let input = read_all(
         brokers,
         "coupon-events",
         PARTITIONS,
@@ -90,8 +80,8 @@ fn check_all_decided(brokers: &str, total: usize) {
         Duration::from_secs(60),
     );
     assert_eq!(input.len(), total);
-    let expected = support::expected_decisions(&input, PARTITIONS);
-    let decisions = support::read_covering(
+    let expected = expected_decisions(&input, PARTITIONS);
+    let decisions = read_covering(
         brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -99,7 +89,7 @@ fn check_all_decided(brokers: &str, total: usize) {
         Duration::from_secs(3),
         Duration::from_secs(120),
     );
-    let seen = support::check_decisions(&decisions, &expected);
+    let seen = check_decisions(&decisions, &expected);
     assert_eq!(seen.len(), total, "one decision per input offset");
 }
 
@@ -122,8 +112,8 @@ fn creates_its_state_topic_decides_everything_and_restarts_from_snapshots() {
         tansu.create_topic(topic, PARTITIONS);
     }
     let first = generated(2_000, 1);
-    support::produce_with(&brokers, "coupon-events", &first, ONE_PER_BATCH);
-    let dir = scratch("topics-create");
+    produce_with(&brokers, "coupon-events", &first, ONE_PER_BATCH);
+    let dir = log_dir("topics-create");
 
     let mut run = Processor::start(&brokers, "topics", &dir.join("first.log"), FAST);
     check_all_decided(&brokers, first.len());
@@ -134,9 +124,9 @@ fn creates_its_state_topic_decides_everything_and_restarts_from_snapshots() {
     );
     assert_eq!(run.events("Created the state topic.").len(), 1);
     // Snapshots are being written before the stop, which writes more.
-    wait_until("a snapshot", Duration::from_secs(30), || {
-        run.get("/metrics", Duration::from_secs(5))
-            .is_some_and(|r| metric_sum(&r.body, "coupon_stream_snapshot_bytes") > 0.0)
+    wait_for("a snapshot", Duration::from_secs(30), || {
+        run.metric("coupon_stream_snapshot_bytes")
+            .is_some_and(|bytes| bytes > 0.0)
     });
     run.terminate_within(SHUTDOWN_BOUND);
     let log = run.log_text();
@@ -146,7 +136,7 @@ fn creates_its_state_topic_decides_everything_and_restarts_from_snapshots() {
     );
 
     let second = generated(1_000, 2);
-    support::produce_with(&brokers, "coupon-events", &second, ONE_PER_BATCH);
+    produce_with(&brokers, "coupon-events", &second, ONE_PER_BATCH);
     let mut again = Processor::start(&brokers, "topics", &dir.join("second.log"), FAST);
     check_all_decided(&brokers, first.len() + second.len());
     let restored = again.events("Partition state restored.");
@@ -202,7 +192,7 @@ fn a_missing_or_wrong_state_topic_is_one_line_and_exit_1() {
     for topic in support::TOPICS {
         tansu.create_topic(topic, PARTITIONS);
     }
-    let dir = scratch("topics-wrong");
+    let dir = log_dir("topics-wrong");
     let wait = ["--topic-wait-timeout-ms", "2000"];
 
     // Creation switched off: the state topic is waited for like the others.
@@ -256,7 +246,7 @@ fn a_missing_input_topic_is_exit_1_after_the_bounded_wait() {
     let brokers = tansu.brokers();
     tansu.create_topic("coupon-decisions", PARTITIONS);
     tansu.create_topic("coupon-events-dlq", PARTITIONS);
-    let dir = scratch("topics-input");
+    let dir = log_dir("topics-input");
     let took = expect_exit_1(
         &brokers,
         &dir.join("missing.log"),
@@ -272,7 +262,7 @@ fn a_missing_input_topic_is_exit_1_after_the_bounded_wait() {
 fn starts_when_the_topics_appear_and_stops_promptly_while_waiting() {
     let tansu = Tansu::start();
     let brokers = tansu.brokers();
-    let dir = scratch("topics-late");
+    let dir = log_dir("topics-late");
 
     // SIGTERM while waiting for topics: a clean exit within the bound.
     let mut waiting = Processor::start(
@@ -281,22 +271,25 @@ fn starts_when_the_topics_appear_and_stops_promptly_while_waiting() {
         &dir.join("sigterm.log"),
         &["--drain-timeout-ms", "1000"],
     );
-    wait_until("the wait for topics", Duration::from_secs(30), || {
+    wait_for("the wait for topics", Duration::from_secs(30), || {
         !waiting
             .events("Waiting for a topic to be created.")
             .is_empty()
     });
-    let ready = support::lifecycle::probe_within(waiting.metrics_port, Duration::from_millis(100));
+    let ready = waiting.get("/readyz", Duration::from_secs(5)).unwrap();
+    assert_eq!(ready.status, 503);
     assert!(
-        ready.contains("waiting for a partition assignment"),
-        "{ready}"
+        ready.body.contains("waiting for a partition assignment"),
+        "{}",
+        ready.body
     );
+    assert!(ready.took <= Duration::from_millis(100), "{:?}", ready.took);
     let took = waiting.terminate_within(Duration::from_secs(6));
     assert!(took < Duration::from_secs(6), "{took:?}");
 
     // Started before the topics exist: decides within 10 s of their creation.
     let run = Processor::start(&brokers, "topics-late", &dir.join("late.log"), FAST);
-    wait_until("the wait for topics", Duration::from_secs(30), || {
+    wait_for("the wait for topics", Duration::from_secs(30), || {
         !run.events("Waiting for a topic to be created.").is_empty()
     });
     let created = Instant::now();
@@ -304,23 +297,21 @@ fn starts_when_the_topics_appear_and_stops_promptly_while_waiting() {
         tansu.create_topic(topic, PARTITIONS);
     }
     let events = generated(50, 3);
-    support::produce_with(&brokers, "coupon-events", &events, ONE_PER_BATCH);
+    produce_with(&brokers, "coupon-events", &events, ONE_PER_BATCH);
     // Counted by the processor itself, so the test's own reader is not timed.
-    let decided_in = wait_until(
+    let decided_in = wait_for(
         "every event decided",
         Duration::from_secs(10) - created.elapsed(),
         || {
-            run.get("/metrics", Duration::from_secs(2))
-                .is_some_and(|r| {
-                    metric_sum(&r.body, "coupon_stream_decisions_total") >= events.len() as f64
-                })
+            run.metric("coupon_stream_decisions_total")
+                .is_some_and(|n| n >= events.len() as f64)
         },
     );
     let after = created.elapsed();
     eprintln!(
         "decided 50 events {after:?} after creating the topics ({decided_in:?} after producing them)"
     );
-    let decided = support::read_covering(
+    let decided = read_covering(
         &brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -329,7 +320,7 @@ fn starts_when_the_topics_appear_and_stops_promptly_while_waiting() {
         Duration::from_secs(60),
     );
     let covered: std::collections::HashSet<(i32, i64)> =
-        decided.iter().map(support::decision_source).collect();
+        decided.iter().map(decision_source).collect();
     assert_eq!(covered.len(), events.len());
     drop(run);
     let _ = std::fs::remove_dir_all(&dir);

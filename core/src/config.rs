@@ -14,14 +14,14 @@ pub const DEDUP_WINDOW_MS_MAX: u64 = 7 * 24 * 3_600_000;
 /// below what a Kafka message may carry by default configuration.
 pub const MAX_EVENT_BYTES_MAX: usize = 16 << 20;
 
-/// Default state retention: 7 days of event time, as issue 4 asks, so
+/// Default state retention: 7 days of event time, so
 /// memory does not grow forever. Retention changes the contract's answer
 /// to events that refer to a campaign over for longer than that (see
 /// `state::retention`); the contract's own conformance vectors contain such
 /// events (up to 20 days late) and are checked with retention off (`0`).
 pub const RETENTION_MS_DEFAULT: u64 = RETENTION_MS_RECOMMENDED;
 
-/// The retention issue 4 asks for: 7 days of event time.
+/// The recommended retention: 7 days of event time.
 pub const RETENTION_MS_RECOMMENDED: u64 = 7 * 24 * 3_600_000;
 
 /// Defaults every seller starts with until a `seller` event changes them.

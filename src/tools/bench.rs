@@ -489,10 +489,26 @@ fn child_usage(pid: u32) -> (f64, u64) {
 mod tests {
     use super::*;
 
+    /// After this thread has burned CPU, `/proc` reports some for the
+    /// process (the parser finds the fields), and a resident set above
+    /// the 64 MiB just touched.
     #[test]
     fn reads_this_process_usage() {
+        let touched = vec![1u8; 64 << 20];
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while child_usage(std::process::id()).0 < 0.05 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no CPU time reported"
+            );
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
         let (cpu, rss) = child_usage(std::process::id());
-        assert!(cpu >= 0.0);
-        assert!(rss > 1 << 20, "{rss}");
+        assert!(cpu < 3600.0, "{cpu}");
+        assert!(rss > 64 << 20, "{rss}");
+        assert_eq!(std::hint::black_box(&touched)[touched.len() - 1], 1);
     }
 }

@@ -7,11 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::http::free_port;
+use super::tansu::Tansu;
 
 /// The faults in force, shared by every pump thread.
 #[derive(Default)]
@@ -185,60 +187,19 @@ fn pump(mut from: TcpStream, mut to: TcpStream, faults: &Faults) {
 pub struct ProxiedTansu {
     // Dropped first: connections close before the broker stops.
     pub proxy: Proxy,
-    child: Child,
-    pub broker_port: u16,
+    pub tansu: Tansu,
 }
 
 impl ProxiedTansu {
     pub fn start() -> ProxiedTansu {
         let (mut proxy, listener) = Proxy::bind();
-        let broker_port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let listen = format!("tcp://127.0.0.1:{broker_port}");
-        let advertised = format!("tcp://127.0.0.1:{}", proxy.port());
-        let child = Command::new(super::tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &listen,
-                "--advertised-listener-url",
-                &advertised,
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start tansu ({e}); run `bash .ci/run`"));
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", broker_port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tansu did not listen on {broker_port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let broker_port = free_port();
+        let tansu = Tansu::start_advertising(broker_port, proxy.port());
         proxy.start(listener, SocketAddr::from(([127, 0, 0, 1], broker_port)));
-        ProxiedTansu {
-            proxy,
-            child,
-            broker_port,
-        }
+        ProxiedTansu { proxy, tansu }
     }
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.proxy.port())
-    }
-}
-
-impl Drop for ProxiedTansu {
-    fn drop(&mut self) {
-        self.proxy.faults.stop.store(true, Ordering::Relaxed);
-        self.proxy.reset_connections();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

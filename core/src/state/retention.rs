@@ -1,6 +1,6 @@
 //! [`RetentionIndex`]: when each campaign may be dropped from state, so that
 //! a partition's memory follows its live campaigns instead of every
-//! campaign it has ever seen (`--retention-ms`, issue 4 part 6).
+//! campaign it has ever seen (`--retention-ms`).
 //!
 //! A campaign's *last relevant moment* is the latest event time at which
 //! anything about it can still change a decision by the contract's rules:
