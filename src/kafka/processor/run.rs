@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::kafka::config::{Guarantee, KafkaConfig};
 use crate::kafka::processor::batch::RunSummary;
@@ -120,6 +120,7 @@ impl Processor {
                 source,
             }
         })?;
+        let sink = Arc::new(sink);
         if config.guarantee == Guarantee::ExactlyOnce {
             match init_transactions(&sink, &health) {
                 Err(_) if health.is_stopping() => return Ok(None),
@@ -148,7 +149,7 @@ impl Processor {
             idle: IdleWatch::new(now, Duration::from_millis(config.session_timeout_ms)),
             consumer,
             config,
-            sink: Arc::new(sink),
+            sink,
             table,
             events,
             acks,
@@ -205,6 +206,9 @@ impl Member {
     /// The loop, then the bounded shutdown.
     fn run(mut self, shutdown: &AtomicBool) -> Result<RunSummary, ProcessorError> {
         let result = self.consume(shutdown);
+        if let Err(error) = &result {
+            error!(message = "Stopping after a failure.", %error);
+        }
         self.health.set_stopping();
         let asked = self.health.stop_requested_at().unwrap_or_else(Instant::now);
         let drain_deadline = asked + Duration::from_millis(self.config.drain_timeout_ms);
@@ -253,7 +257,9 @@ impl Member {
     /// transaction (its retries give up, since the processor is stopping).
     fn final_commit(&mut self, handover: &mut Handover, deadline: Instant) {
         if self.config.guarantee == Guarantee::ExactlyOnce {
+            let overall = self.stop_by.replace(deadline);
             self.commit_handover(handover);
+            self.stop_by = overall;
             return;
         }
         let offsets: Vec<(i32, i64)> = handover
@@ -288,11 +294,12 @@ impl Member {
         );
     }
 
-    /// Closes the restore and snapshot threads and the consumer (which
-    /// leaves the group), until `deadline`.
+    /// Closes the restore and snapshot threads, the consumer (which leaves
+    /// the group) and the producer, until `deadline`.
     fn close(self, deadline: Instant) {
         let Member {
             consumer,
+            sink,
             restores,
             durable,
             ..
@@ -302,11 +309,15 @@ impl Member {
             durable.close(deadline - Duration::from_millis(500));
         }
         // Dropping the consumer leaves the group and waits for librdkafka to
-        // close it, without bound while the broker is away: on a thread,
+        // close it, and dropping a transactional producer waits for its
+        // coordinator: without bound while the broker is away. On a thread,
         // waited for until the deadline, then left to the process exit.
         let Ok(closer) = std::thread::Builder::new()
-            .name("consumer-close".into())
-            .spawn(move || drop(consumer))
+            .name("kafka-close".into())
+            .spawn(move || {
+                drop(consumer);
+                drop(sink);
+            })
         else {
             return;
         };
@@ -316,7 +327,7 @@ impl Member {
         if !closer.is_finished() {
             warn!(
                 message =
-                    "The consumer did not leave its group in time; exiting without waiting for it."
+                    "The Kafka clients did not close in time; exiting without waiting for them."
             );
         }
     }

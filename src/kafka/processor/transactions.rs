@@ -3,11 +3,19 @@
 //! failed transaction is aborted and every active partition is rewound
 //! (restored again at its committed offset, off the loop, like a new
 //! assignment). Retries stop on shutdown.
+//!
+//! Each transactional call runs on its own short-lived thread that the loop
+//! waits for: librdkafka's transactional calls can block past their timeout
+//! while the coordinator is away (`send_offsets_to_transaction` was seen
+//! to), and cannot be cancelled, so once the processor is stopping the loop
+//! stops waiting and leaves the call to finish on its own.
 
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
@@ -34,12 +42,34 @@ pub(super) struct Transaction {
 }
 
 impl Member {
-    /// The wait of one transactional call: shorter once shutdown began.
+    /// The wait of one transactional call. Once shutdown began, at most
+    /// half of what is left before `stop_by`: a commit makes two calls
+    /// (flush and commit) after the offsets' one.
     fn call_timeout(&self) -> Duration {
         match self.stop_by {
-            Some(by) => TRANSACTION_CALL_TIMEOUT.min(by.saturating_duration_since(Instant::now())),
+            Some(by) => {
+                TRANSACTION_CALL_TIMEOUT.min(by.saturating_duration_since(Instant::now()) / 2)
+            }
             None => TRANSACTION_CALL_TIMEOUT,
         }
+    }
+
+    /// Runs a transactional call (built by `make` from the sink and this
+    /// call's timeout) on its own thread, retrying the errors `retry`
+    /// accepts until it succeeds or the processor stops.
+    fn call<F>(
+        &self,
+        what: &str,
+        retry: fn(&KafkaError) -> bool,
+        make: impl Fn(Arc<DecisionSink>, Duration) -> F,
+    ) -> KafkaResult<()>
+    where
+        F: FnOnce() -> KafkaResult<()> + Send + 'static,
+    {
+        retry_while(&self.health, what, retry, || {
+            let call = make(Arc::clone(&self.sink), self.call_timeout());
+            call_on_thread(&self.health, self.stop_by, call)
+        })
     }
 
     /// Opens a transaction unless one is open. On failure the loop must not
@@ -63,8 +93,15 @@ impl Member {
     }
 
     pub(super) fn commit_or_abort(&mut self, handover: &mut Handover) {
-        if let Err(error) = self.commit_transaction(handover) {
-            self.abort_transaction(&error);
+        match self.commit_transaction(handover) {
+            Ok(()) => {}
+            // Nothing will be rewound any more: the broker aborts the open
+            // transaction after its timeout, or the next instance with this
+            // transactional.id fences it at once.
+            Err(error) if self.health.is_stopping() => {
+                warn!(message = "The last transaction did not commit before the shutdown's deadline; the broker aborts it.", %error);
+            }
+            Err(error) => self.abort_transaction(&error),
         }
     }
 
@@ -103,14 +140,18 @@ impl Member {
                 .consumer
                 .group_metadata()
                 .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
-            let timeout = self.call_timeout();
-            retry_transactional(&self.health, "send offsets to transaction", || {
-                self.sink.send_offsets_to_transaction(&tpl, &group, timeout)
-            })?;
+            let (tpl, group) = (Arc::new(tpl), Arc::new(group));
+            self.call(
+                "send offsets to transaction",
+                is_retriable,
+                |sink, timeout| {
+                    let (tpl, group) = (Arc::clone(&tpl), Arc::clone(&group));
+                    move || sink.send_offsets_to_transaction(&tpl, &group, timeout)
+                },
+            )?;
         }
-        let timeout = self.call_timeout();
-        retry_transactional(&self.health, "commit transaction", || {
-            self.sink.commit_transaction(timeout)
+        self.call("commit transaction", is_retriable, |sink, timeout| {
+            move || sink.commit_transaction(timeout)
         })?;
         self.txn.open = false;
         metrics::counter!(telemetry::COMMITS).increment(1);
@@ -141,9 +182,8 @@ impl Member {
         }
         warn!(message = "Transaction failed; aborting it and rewinding every partition to its committed offset.", error = %cause);
         metrics::counter!(telemetry::COMMIT_ERRORS).increment(1);
-        let timeout = self.call_timeout();
-        let aborted = retry_while(&self.health, "abort transaction", not_fatal, || {
-            self.sink.abort_transaction(timeout)
+        let aborted = self.call("abort transaction", not_fatal, |sink, timeout| {
+            move || sink.abort_transaction(timeout)
         });
         if let Err(error) = aborted {
             error!(message = "Cannot abort the transaction; stopping.", %error);
@@ -191,24 +231,46 @@ impl Member {
 /// Exactly once: registers the transactional producer, retrying while the
 /// broker is away (logged), until shutdown.
 pub(super) fn init_transactions(
-    sink: &DecisionSink,
+    sink: &Arc<DecisionSink>,
     health: &Health,
 ) -> Result<(), ProcessorError> {
     retry_while(health, "initialize transactions", not_fatal, || {
-        sink.init_transactions(TRANSACTION_CALL_TIMEOUT)
+        let sink = Arc::clone(sink);
+        call_on_thread(health, None, move || {
+            sink.init_transactions(TRANSACTION_CALL_TIMEOUT)
+        })
     })
     .map_err(ProcessorError::Transaction)
 }
 
-/// Runs one transactional call, retrying retriable errors (logged, with
-/// backoff up to 5 s) for as long as they last or until the processor
-/// stops, when the last error is returned.
-fn retry_transactional(
+/// Runs `call` on its own thread and waits for its result; gives up (with
+/// a timeout error, leaving the call to finish alone) once the processor is
+/// stopping and `stop_by`, if any, has passed.
+fn call_on_thread(
     health: &Health,
-    what: &str,
-    call: impl FnMut() -> Result<(), KafkaError>,
-) -> Result<(), KafkaError> {
-    retry_while(health, what, is_retriable, call)
+    stop_by: Option<Instant>,
+    call: impl FnOnce() -> KafkaResult<()> + Send + 'static,
+) -> KafkaResult<()> {
+    let (result, answer) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("transaction".into())
+        .spawn(move || {
+            let _ = result.send(call());
+        })
+        .map_err(|_| KafkaError::Global(RDKafkaErrorCode::Fail))?;
+    loop {
+        match answer.recv_timeout(Duration::from_millis(10)) {
+            Ok(result) => return result,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(KafkaError::Global(RDKafkaErrorCode::Fail));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if health.is_stopping() && stop_by.is_none_or(|by| Instant::now() >= by) {
+                    return Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+                }
+            }
+        }
+    }
 }
 
 /// Runs `call`, retrying the errors `retry` accepts, with backoff, until it
