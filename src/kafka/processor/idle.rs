@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 pub(super) const BACKOFF_INITIAL: Duration = Duration::from_secs(2);
 /// The longest wait between two rejoins.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A join that has not produced an assignment after this many session
+/// timeouts (plus the backoff) counts as stuck: by then the coordinator has
+/// expired any dead member it was waiting for.
+const JOIN_PATIENCE_SESSIONS: u32 = 3;
 
 /// What to do about a member with no partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +43,7 @@ pub(super) struct IdleWatch {
     /// An assignment arrived since the member (re)joined.
     assigned: bool,
     /// A join can wait for a dead member's session to expire: this long
-    /// before the first assignment counts as missing.
+    /// (three session timeouts) before a missing assignment counts as stuck.
     join_patience: Duration,
     backoff: Duration,
     rejoins: u64,
@@ -50,16 +54,18 @@ impl IdleWatch {
         IdleWatch {
             last_event: now,
             assigned: false,
-            join_patience: session_timeout,
+            join_patience: session_timeout * JOIN_PATIENCE_SESSIONS,
             backoff: BACKOFF_INITIAL,
             rejoins: 0,
         }
     }
 
-    /// The group moved: an assignment (`assigned`) or a revoke.
+    /// The group moved: an assignment (`assigned`: a generation completed)
+    /// or a revoke (librdkafka joins again; until the next assignment the
+    /// member counts as joining).
     pub(super) fn on_event(&mut self, now: Instant, assigned: bool) {
         self.last_event = now;
-        self.assigned |= assigned;
+        self.assigned = assigned;
     }
 
     /// Whether a member owning `owned` partitions should look at its group.
@@ -67,6 +73,11 @@ impl IdleWatch {
         if owned > 0 {
             return Idle::Wait;
         }
+        // A completed generation that left this member nothing is checked
+        // after the backoff; a join in progress gets longer, since a slow
+        // join (the coordinator waiting for a dead member's session to
+        // expire, or for members to finish revoking) only restarts if
+        // interrupted.
         let patience = if self.assigned {
             self.backoff
         } else {
@@ -140,10 +151,26 @@ mod tests {
     }
 
     #[test]
-    fn a_join_gets_the_session_timeout_before_it_counts_as_stuck() {
+    fn a_join_gets_three_session_timeouts_before_it_counts_as_stuck() {
         let t0 = Instant::now();
         let watch = IdleWatch::new(t0, SESSION);
-        assert_eq!(watch.poll(t0 + SESSION, 0), Idle::Wait);
+        assert_eq!(watch.poll(t0 + SESSION * 3, 0), Idle::Wait);
+        assert_eq!(
+            watch.poll(t0 + SESSION * 3 + BACKOFF_INITIAL, 0),
+            Idle::Check
+        );
+    }
+
+    #[test]
+    fn a_revoke_that_leaves_nothing_waits_for_the_join() {
+        let t0 = Instant::now();
+        let mut watch = IdleWatch::new(t0, SESSION);
+        watch.on_event(t0, true);
+        // Lost or revoked everything: librdkafka joins again.
+        watch.on_event(t0, false);
+        assert_eq!(watch.poll(t0 + BACKOFF_INITIAL * 2, 0), Idle::Wait);
+        // The join completed with nothing for this member: checked soon.
+        watch.on_event(t0 + SESSION, true);
         assert_eq!(watch.poll(t0 + SESSION + BACKOFF_INITIAL, 0), Idle::Check);
     }
 
