@@ -34,7 +34,8 @@ const PARTITIONS: i32 = 2;
 fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
+    // The mock cluster cannot create topics on request: the state topic too.
+    for topic in support::TOPICS.into_iter().chain(["coupon-state"]) {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
     (cluster, brokers)

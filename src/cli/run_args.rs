@@ -10,10 +10,12 @@ use clap::Args;
 use super::{CoreArgs, GuaranteeArg, LogFormat};
 use crate::kafka::config::{
     BATCH_MESSAGES_MAX_DEFAULT, DLQ_TOPIC_DEFAULT, DRAIN_TIMEOUT_MS_DEFAULT, GROUP_ID_DEFAULT,
-    Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT, RESTORE_TIMEOUT_MS_DEFAULT,
-    SESSION_TIMEOUT_MS_DEFAULT, SNAPSHOT_INTERVAL_MS_DEFAULT, STATE_TOPIC_DEFAULT,
-    TRANSACTION_TIMEOUT_MS_DEFAULT, default_transactional_id, parse_property,
+    Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT, RESTORE_THREADS_DEFAULT,
+    RESTORE_TIMEOUT_MS_DEFAULT, SESSION_TIMEOUT_MS_DEFAULT, SNAPSHOT_INTERVAL_MS_DEFAULT,
+    STATE_TOPIC_DEFAULT, TOPIC_WAIT_TIMEOUT_MS_DEFAULT, TRANSACTION_TIMEOUT_MS_DEFAULT,
+    default_transactional_id, parse_property,
 };
+use crate::kafka::topics::StateTopicPolicy;
 
 /// Where Kafka is and how to reach it, shared by `run` and `loadgen`.
 #[derive(Args, Debug)]
@@ -63,7 +65,7 @@ pub struct RunArgs {
     /// Longest wait for outstanding decisions on shutdown and on revoke, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = DRAIN_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub drain_timeout_ms: u64,
-    /// Topic of partition snapshots (durable state); same partition count as the input, compacted.
+    /// Topic of partition snapshots (durable state): compacted, at least as many partitions as the input; created at start-up when missing.
     #[arg(long, env = "COUPON_STREAM_STATE_TOPIC", default_value = STATE_TOPIC_DEFAULT)]
     pub state_topic: String,
     /// How often each partition's state is snapshotted, in milliseconds; 0 turns durable state off.
@@ -72,6 +74,21 @@ pub struct RunArgs {
     /// Longest time to restore one assigned partition (read its snapshot, replay), in milliseconds.
     #[arg(long, env = "COUPON_STREAM_RESTORE_TIMEOUT_MS", default_value_t = RESTORE_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     pub restore_timeout_ms: u64,
+    /// Threads restoring newly assigned partitions in parallel (each reads a snapshot and replays the input since it).
+    #[arg(long, env = "COUPON_STREAM_RESTORE_THREADS", default_value_t = RESTORE_THREADS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub restore_threads: u64,
+    /// Do not create the state topic when it is missing: wait for it like the other topics and stop if it does not appear.
+    #[arg(long, env = "COUPON_STREAM_NO_CREATE_STATE_TOPIC")]
+    pub no_create_state_topic: bool,
+    /// Replication factor of a state topic the processor creates [default: the broker's default.replication.factor].
+    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC_REPLICATION_FACTOR", value_parser = clap::value_parser!(i32).range(1..=32_767))]
+    pub state_topic_replication_factor: Option<i32>,
+    /// min.insync.replicas of a state topic the processor creates [default: the broker's min.insync.replicas].
+    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC_MIN_INSYNC_REPLICAS", value_parser = clap::value_parser!(u32).range(1..=32_767))]
+    pub state_topic_min_insync_replicas: Option<u32>,
+    /// Longest wait at start-up for the input, output and dead-letter topics (and, with --no-create-state-topic, the state topic) to exist, in milliseconds; the processor starts as soon as they do.
+    #[arg(long, env = "COUPON_STREAM_TOPIC_WAIT_TIMEOUT_MS", default_value_t = TOPIC_WAIT_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub topic_wait_timeout_ms: u64,
     /// How long a dead instance keeps its partitions before the group moves them, in milliseconds.
     #[arg(long, env = "COUPON_STREAM_SESSION_TIMEOUT_MS", default_value_t = SESSION_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1_000..=3_600_000))]
     pub session_timeout_ms: u64,
@@ -118,6 +135,13 @@ impl From<&RunArgs> for KafkaConfig {
             state_topic: args.state_topic.clone(),
             snapshot_interval_ms: args.snapshot_interval_ms,
             restore_timeout_ms: args.restore_timeout_ms,
+            restore_threads: args.restore_threads as usize,
+            state_topic_policy: StateTopicPolicy {
+                create: !args.no_create_state_topic,
+                replication_factor: args.state_topic_replication_factor.unwrap_or(-1),
+                min_insync_replicas: args.state_topic_min_insync_replicas,
+            },
+            topic_wait_timeout_ms: args.topic_wait_timeout_ms,
             session_timeout_ms: args.session_timeout_ms,
             transactional_id: args.transactional_id.clone().unwrap_or_else(|| {
                 default_transactional_id(&args.group_id, &args.kafka.properties)

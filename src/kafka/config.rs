@@ -6,6 +6,8 @@
 
 use rdkafka::ClientConfig;
 
+use crate::kafka::topics::StateTopicPolicy;
+
 /// The contract's topics and the consumer group of `run`.
 pub const GROUP_ID_DEFAULT: &str = "coupon-stream";
 pub const INPUT_TOPIC_DEFAULT: &str = "coupon-events";
@@ -18,6 +20,8 @@ pub const SNAPSHOT_INTERVAL_MS_DEFAULT: u64 = 60_000;
 pub const RESTORE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const RESTORE_THREADS_DEFAULT: usize = 4;
+pub const TOPIC_WAIT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
 /// What a crash, restart or rebalance may do to the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -75,8 +79,14 @@ pub struct KafkaConfig {
     /// How often each partition's state is snapshotted; 0 turns durable
     /// state off (no snapshots, no restore: a new owner starts empty).
     pub snapshot_interval_ms: u64,
-    /// Longest time to read one partition's snapshot on assignment.
+    /// Longest time to restore one assigned partition.
     pub restore_timeout_ms: u64,
+    /// Threads restoring assigned partitions in parallel.
+    pub restore_threads: usize,
+    /// How the state topic is created and checked at start-up.
+    pub state_topic_policy: StateTopicPolicy,
+    /// Longest wait at start-up for the topics to exist.
+    pub topic_wait_timeout_ms: u64,
     /// The consumer's `session.timeout.ms`: how long a dead member keeps
     /// its partitions.
     pub session_timeout_ms: u64,
@@ -109,6 +119,9 @@ impl KafkaConfig {
             state_topic: STATE_TOPIC_DEFAULT.to_owned(),
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
             restore_timeout_ms: RESTORE_TIMEOUT_MS_DEFAULT,
+            restore_threads: RESTORE_THREADS_DEFAULT,
+            state_topic_policy: StateTopicPolicy::default(),
+            topic_wait_timeout_ms: TOPIC_WAIT_TIMEOUT_MS_DEFAULT,
             session_timeout_ms: SESSION_TIMEOUT_MS_DEFAULT,
             guarantee,
             transactional_id: default_transactional_id(GROUP_ID_DEFAULT, &[]),

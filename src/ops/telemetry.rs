@@ -42,9 +42,12 @@ pub const SNAPSHOT_BYTES: &str = "coupon_stream_snapshot_bytes";
 pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
 pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
 pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
+pub const INPUT_PARTITIONS: &str = "coupon_stream_input_partitions";
+pub const RESTORING_PARTITIONS: &str = "coupon_stream_restoring_partitions";
+pub const GROUP_REJOINS: &str = "coupon_stream_group_rejoins_total";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 28] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -70,6 +73,9 @@ pub const ALL: [&str; 25] = [
     SNAPSHOT_FAILURES,
     RESTORE_DURATION,
     CAMPAIGNS_EVICTED,
+    INPUT_PARTITIONS,
+    RESTORING_PARTITIONS,
+    GROUP_REJOINS,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -109,6 +115,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     // Present from the first scrape, before any traffic.
     metrics::gauge!(READY).set(0.0);
     metrics::gauge!(ASSIGNED_PARTITIONS).set(0.0);
+    metrics::gauge!(RESTORING_PARTITIONS).set(0.0);
     for name in [
         DEAD_LETTERS,
         COUPONS_ISSUED,
@@ -120,6 +127,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         BROKER_ERRORS,
         SNAPSHOT_FAILURES,
         CAMPAIGNS_EVICTED,
+        GROUP_REJOINS,
     ] {
         counter!(name).absolute(0);
     }
@@ -159,6 +167,18 @@ fn describe() {
     describe_gauge!(
         ASSIGNED_PARTITIONS,
         "Input partitions assigned to this instance."
+    );
+    describe_gauge!(
+        INPUT_PARTITIONS,
+        "Partitions of the input topic, as this instance last read them."
+    );
+    describe_gauge!(
+        RESTORING_PARTITIONS,
+        "Assigned input partitions whose state is still being restored."
+    );
+    describe_counter!(
+        GROUP_REJOINS,
+        "Times this instance left and rejoined its group because it owned no partition while the group did not own them all."
     );
     describe_gauge!(READY, "1 when /readyz answers ready, else 0.");
     describe_gauge!(
@@ -378,6 +398,7 @@ mod tests {
             COMMITS,
             BROKER_ERRORS,
             CAMPAIGNS_EVICTED,
+            GROUP_REJOINS,
         ] {
             assert!(counter.ends_with("_total"));
         }

@@ -177,6 +177,7 @@ fn run_one(
     let input = format!("{run_id}-events");
     let output = format!("{run_id}-decisions");
     let dlq = format!("{run_id}-dlq");
+    // The processor creates its state topic (compacted) itself.
     let state = format!("{run_id}-state");
     ensure_topics(
         brokers,
@@ -185,7 +186,6 @@ fn run_one(
             (&input, options.partitions),
             (&output, options.partitions),
             (&dlq, options.partitions),
-            (&state, options.partitions),
         ],
         Duration::from_secs(30),
     )?;

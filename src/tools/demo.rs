@@ -109,7 +109,6 @@ pub fn run_demo(
             (INPUT, options.partitions),
             (OUTPUT, options.partitions),
             (DLQ, options.partitions),
-            (STATE, options.partitions),
         ],
         TOPIC_TIMEOUT,
     )?;

@@ -15,13 +15,9 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 pub use super::messages::Messages;
 use super::recompute::decision_source;
 
-/// The topics the processor uses by default.
-pub const TOPICS: [&str; 4] = [
-    "coupon-events",
-    "coupon-decisions",
-    "coupon-events-dlq",
-    "coupon-state",
-];
+/// The contract's topics, which must exist before the processor starts;
+/// it creates its state topic (`coupon-state`, compacted) itself.
+pub const TOPICS: [&str; 3] = ["coupon-events", "coupon-decisions", "coupon-events-dlq"];
 
 /// Reads `topic` from the start, again and again, until the decisions
 /// answer `count` distinct input offsets (repeats, from at-least-once

@@ -2,7 +2,9 @@
 //! ([`tansu`]), Kafka clients ([`kafka`]), input messages ([`messages`]),
 //! the per-partition recomputation that checks the output ([`recompute`]),
 //! the processor as a child process ([`processes`]), its HTTP endpoint
-//! ([`http`]) and JSON logs ([`logs`]), and bounded waits ([`wait`]).
+//! ([`http`]) and JSON logs ([`logs`]), bounded waits ([`wait`]), the
+//! lifecycle tests' processor handle and probes ([`lifecycle`]), and a
+//! fault-injecting TCP proxy in front of Tansu ([`proxy`]).
 //! The measurement binaries in `benches/` include it by path.
 
 // Each test binary uses a part of it.
@@ -10,9 +12,11 @@
 
 pub mod http;
 pub mod kafka;
+pub mod lifecycle;
 pub mod logs;
 pub mod messages;
 pub mod processes;
+pub mod proxy;
 pub mod recompute;
 pub mod tansu;
 pub mod wait;

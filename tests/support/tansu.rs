@@ -31,14 +31,21 @@ fn tansu_bin() -> PathBuf {
 impl Tansu {
     pub fn start() -> Tansu {
         let port = free_port();
+        Tansu::start_advertising(port, port)
+    }
+
+    /// Tansu listening on `port` and telling clients to connect to
+    /// `advertised` (a proxy in front of it, for instance).
+    pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(tansu_bin())
             .args([
                 "broker",
                 "--listener-url",
                 &url,
                 "--advertised-listener-url",
-                &url,
+                &advertised_url,
                 "--storage-engine",
                 "memory://tansu/",
             ])
