@@ -1,23 +1,40 @@
 //! [`DedupWindow`]: which `event_id`s a partition has seen within the
 //! duplicate window (contract section 4), bounded by event time.
 //!
-//! An id is remembered by its 128-bit xxh3 hash (a false duplicate needs a
-//! collision among the ids of one window: about n^2 / 2^129, below 1e-20
-//! for a billion ids) together with the `ts` it was first seen at. Entries are
-//! filed in buckets by first-seen time; once the watermark has moved a whole
-//! bucket past the window, the bucket is dropped in one step. Memory is
-//! therefore proportional to the events of one window, whatever the run's
-//! length, and no per-event work is spent on expiry.
+//! It owns the remembered ids and their first-seen `ts`, decides whether an
+//! event is a duplicate, forgets ids once they can no longer make one, and
+//! gives snapshots a canonical view of what it holds.
+//!
+//! An id is its 128-bit xxh3 hash (a false duplicate needs a collision among
+//! the ids of one window: about n^2 / 2^129, below 1e-20 for a billion ids).
+//! The table is keyed by the hash's low 64 bits; the value holds the high 64
+//! bits as a check and the first-seen `ts`, so a duplicate costs one probe.
+//! An id whose low 64 bits match another remembered id's (about n^2 / 2^65:
+//! one in 10^7 windows of a million ids) goes to a small side map keyed by
+//! all 128 bits, so the window stays exact.
+//!
+//! Expiry is a sweep, not per-event upkeep: whenever the watermark enters a
+//! new sweep period (a quarter of the window), every entry first seen
+//! before the start of that period minus the window is dropped. An entry
+//! already outside the window but not yet swept is never reported as a
+//! duplicate, so sweep timing affects memory only: at most the events of
+//! one window and a quarter. What is held is a function of the events and
+//! the watermark alone (not of when the window was restored), so a restored
+//! window encodes exactly as the original would.
 
-use std::collections::{BTreeMap, VecDeque, btree_map};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
-/// Buckets per window: expiry granularity is window / 16.
+/// Buckets per window in the snapshot format: a bucket is window / 16.
 const BUCKETS_PER_WINDOW: u64 = 16;
 
-/// Hashes a u128 that is already a good hash by keeping its low bits.
+/// Sweeps per window: memory holds at most 1 + 1/4 windows of ids.
+const SWEEPS_PER_WINDOW: u64 = 4;
+
+/// Hashes a key that is already a good hash by keeping its low bits.
 #[derive(Debug, Default)]
 pub struct PrehashedHasher(u64);
 
@@ -30,6 +47,9 @@ impl Hasher for PrehashedHasher {
             self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
     fn write_u128(&mut self, v: u128) {
         self.0 = v as u64;
     }
@@ -41,13 +61,27 @@ pub fn event_id_hash(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
+/// The value of a table entry: the rest of the id and its first sighting.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// The id hash's high 64 bits.
+    check: u64,
+    /// The `ts` the id was first seen at.
+    ts: u64,
+}
+
 pub struct DedupWindow {
     window_ms: u64,
     bucket_ms: u64,
-    /// id hash -> `ts` the id was first seen at.
-    first_seen: HashMap<u128, u64, Prehashed>,
-    /// bucket index (first-seen ts / bucket_ms) -> ids filed there.
-    buckets: BTreeMap<u64, VecDeque<u128>>,
+    sweep_ms: u64,
+    /// Watermark / `sweep_ms` at the last sweep; 0 before the first (and
+    /// after a restore, so the first check sweeps).
+    swept_period: u64,
+    /// Low 64 bits of the id hash -> the rest of the id, first-seen `ts`.
+    table: HashMap<u64, Seen, Prehashed>,
+    /// Ids whose low 64 bits are taken in `table` by another id -> first-seen
+    /// `ts`. An id is in `table` or here, never both.
+    overflow: BTreeMap<u128, u64>,
 }
 
 /// Summarises rather than dumps: the window can hold millions of ids.
@@ -55,7 +89,7 @@ impl std::fmt::Debug for DedupWindow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DedupWindow")
             .field("window_ms", &self.window_ms)
-            .field("ids", &self.first_seen.len())
+            .field("ids", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -65,117 +99,142 @@ impl DedupWindow {
         DedupWindow {
             window_ms,
             bucket_ms: (window_ms / BUCKETS_PER_WINDOW).max(1),
-            first_seen: HashMap::default(),
-            buckets: BTreeMap::new(),
+            sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
+            swept_period: 0,
+            table: HashMap::default(),
+            overflow: BTreeMap::new(),
         }
     }
 
-    /// Ids currently remembered.
+    /// Ids currently remembered (some may be outside the window, not yet
+    /// swept).
     pub fn len(&self) -> usize {
-        self.first_seen.len()
+        self.table.len() + self.overflow.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.first_seen.is_empty()
+        self.table.is_empty() && self.overflow.is_empty()
     }
 
     /// Whether the valid event `(id, ts)` is a duplicate given the partition
-    /// `watermark` (which already includes `ts`); if not, remembers it.
+    /// `watermark` (which already includes `ts`, and never moves back); if
+    /// not, remembers it.
     pub fn check_and_remember(&mut self, id: u128, ts: u64, watermark: u64) -> bool {
         debug_assert!(ts <= watermark);
-        self.expire(watermark);
+        if watermark / self.sweep_ms != self.swept_period {
+            self.sweep(watermark);
+        }
         let cutoff = watermark.saturating_sub(self.window_ms);
-        if let Some(&ts0) = self.first_seen.get(&id)
-            && ts0 >= cutoff
-        {
-            return true;
+        let check = (id >> 64) as u64;
+        match self.table.entry(id as u64) {
+            Entry::Occupied(mut entry) => {
+                let seen = entry.get_mut();
+                if seen.check == check {
+                    if seen.ts >= cutoff {
+                        return true;
+                    }
+                    // The earlier sighting fell out of the window. An event
+                    // already outside the window can never make a later one
+                    // a duplicate.
+                    if ts >= cutoff {
+                        seen.ts = ts;
+                    }
+                    return false;
+                }
+            }
+            Entry::Vacant(entry) => {
+                if self.overflow.is_empty() || !self.overflow.contains_key(&id) {
+                    if ts >= cutoff {
+                        entry.insert(Seen { check, ts });
+                    }
+                    return false;
+                }
+            }
         }
-        // First sighting, or the earlier one fell out of the window. An event
-        // already outside the window can never make a later one a duplicate.
-        if ts >= cutoff {
-            self.first_seen.insert(id, ts);
-            self.buckets
-                .entry(ts / self.bucket_ms)
-                .or_default()
-                .push_back(id);
+        // Another id holds these low 64 bits, or this one is already here.
+        match self.overflow.get_mut(&id) {
+            Some(ts0) if *ts0 >= cutoff => true,
+            Some(ts0) => {
+                if ts >= cutoff {
+                    *ts0 = ts;
+                }
+                false
+            }
+            None => {
+                if ts >= cutoff {
+                    self.overflow.insert(id, ts);
+                }
+                false
+            }
         }
-        false
     }
 
-    /// Width of one bucket in ms.
+    /// Forgets the ids first seen before the start of `watermark`'s sweep
+    /// period minus the window (all outside the window). The table keeps its
+    /// capacity: the next period's ids take the freed slots.
+    #[cold]
+    fn sweep(&mut self, watermark: u64) {
+        self.swept_period = watermark / self.sweep_ms;
+        let cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
+        self.table.retain(|_, seen| seen.ts >= cutoff);
+        if !self.overflow.is_empty() {
+            self.overflow.retain(|_, ts0| *ts0 >= cutoff);
+        }
+    }
+
+    /// Width of one snapshot bucket in ms.
     pub(crate) fn bucket_ms(&self) -> u64 {
         self.bucket_ms
     }
 
-    /// Every bucket, ascending by index, with its ids in filing order (for
-    /// snapshots). An id may be filed more than once (seen again after its
-    /// first sighting left the window); every remembered id is filed in the
-    /// bucket of its first-seen `ts`.
-    pub(crate) fn buckets(&self) -> impl Iterator<Item = (u64, &VecDeque<u128>)> + '_ {
-        self.buckets.iter().map(|(&index, ids)| (index, ids))
-    }
-
-    /// The `ts` a remembered id was first seen at.
-    pub(crate) fn first_seen(&self, id: u128) -> Option<u64> {
-        self.first_seen.get(&id).copied()
+    /// Every remembered id with its first-seen `ts`, as `(ts, id)` sorted
+    /// ascending (so also by snapshot bucket, ts / `bucket_ms`): the same
+    /// ids always give the same view, whatever the table's layout.
+    pub(crate) fn entries_by_ts(&self) -> Vec<(u64, u128)> {
+        let mut all: Vec<(u64, u128)> = Vec::with_capacity(self.len());
+        all.extend(
+            self.table
+                .iter()
+                .map(|(&low, seen)| (seen.ts, u128::from(seen.check) << 64 | u128::from(low))),
+        );
+        all.extend(self.overflow.iter().map(|(&id, &ts)| (ts, id)));
+        all.sort_unstable();
+        all
     }
 
     /// Makes room for `additional` more remembered ids.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.first_seen.reserve(additional);
-    }
-
-    /// Restoring a snapshot: sets bucket `index`'s ids. Returns false (and
-    /// changes nothing) if the bucket already has ids.
-    pub(crate) fn restore_bucket(&mut self, index: u64, ids: VecDeque<u128>) -> bool {
-        match self.buckets.entry(index) {
-            btree_map::Entry::Vacant(entry) => {
-                entry.insert(ids);
-                true
-            }
-            btree_map::Entry::Occupied(_) => false,
-        }
+        self.table.reserve(additional);
     }
 
     /// Restoring a snapshot: remembers `id` as first seen at `ts`. Returns
     /// false (and changes nothing) if it is remembered at another `ts`.
     pub(crate) fn restore_first_seen(&mut self, id: u128, ts: u64) -> bool {
-        *self.first_seen.entry(id).or_insert(ts) == ts
-    }
-
-    /// Drops the buckets that lie wholly before the window.
-    fn expire(&mut self, watermark: u64) {
-        let cutoff = watermark.saturating_sub(self.window_ms);
-        while let Some(entry) = self.buckets.first_entry() {
-            let bucket_end = (entry.key() + 1).saturating_mul(self.bucket_ms);
-            if bucket_end > cutoff {
-                break;
-            }
-            for id in entry.remove() {
-                // The id may have been seen again since and refiled later.
-                if let Some(&ts0) = self.first_seen.get(&id)
-                    && ts0 < cutoff
-                {
-                    self.first_seen.remove(&id);
+        let check = (id >> 64) as u64;
+        match self.table.entry(id as u64) {
+            Entry::Occupied(entry) if entry.get().check == check => entry.get().ts == ts,
+            Entry::Occupied(_) => *self.overflow.entry(id).or_insert(ts) == ts,
+            Entry::Vacant(entry) => match self.overflow.get(&id) {
+                Some(&ts0) => ts0 == ts,
+                None => {
+                    entry.insert(Seen { check, ts });
+                    true
                 }
-            }
+            },
         }
     }
 
-    /// Heap bytes held, by capacity.
+    /// Heap bytes held: the table's allocation, and the side map's entries
+    /// (rarely any) at 64 bytes each.
     pub fn heap_bytes(&self) -> usize {
-        self.first_seen.capacity() * (std::mem::size_of::<(u128, u64)>() + 1)
-            + self
-                .buckets
-                .values()
-                .map(|b| b.capacity() * std::mem::size_of::<u128>() + 64)
-                .sum::<usize>()
+        self.table.allocation_size() + self.overflow.len() * 64
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn within_window_is_duplicate_and_beyond_is_not() {
@@ -195,7 +254,11 @@ mod tests {
         for ts in 0..100_000u64 {
             assert!(!d.check_and_remember(ts as u128 * 7919, ts, ts));
         }
-        assert!(d.len() <= 1000 + 1000 / 16 + 1, "{}", d.len());
+        assert!(
+            d.len() <= 1000 + 1000 / SWEEPS_PER_WINDOW as usize + 1,
+            "{}",
+            d.len()
+        );
     }
 
     #[test]
@@ -213,5 +276,105 @@ mod tests {
         assert!(!d.check_and_remember(1, 10, 10));
         assert!(d.check_and_remember(1, 10, 10));
         assert!(!d.check_and_remember(1, 11, 11));
+    }
+
+    #[test]
+    fn ids_sharing_their_low_64_bits_stay_distinct() {
+        let mut d = DedupWindow::new(1000);
+        let (a, b, c) = (7u128, 1 << 64 | 7, 2 << 64 | 7);
+        assert!(!d.check_and_remember(a, 10, 10));
+        assert!(!d.check_and_remember(b, 20, 20));
+        assert!(!d.check_and_remember(c, 30, 30));
+        assert!(d.check_and_remember(a, 30, 30));
+        assert!(d.check_and_remember(b, 30, 30));
+        assert!(d.check_and_remember(c, 30, 30));
+        assert_eq!(d.len(), 3);
+        // `a` leaves the table; `b` and `c` are still found beside it.
+        assert!(!d.check_and_remember(99, 1015, 1015));
+        assert!(d.check_and_remember(b, 1015, 1015));
+        assert!(!d.check_and_remember(a, 1015, 1015));
+        assert!(d.check_and_remember(a, 1015, 1015));
+        let mut restored = DedupWindow::new(1000);
+        for (ts, id) in d.entries_by_ts() {
+            assert!(restored.restore_first_seen(id, ts));
+            assert!(restored.restore_first_seen(id, ts));
+            assert!(!restored.restore_first_seen(id, ts + 1));
+        }
+        assert_eq!(restored.len(), d.len());
+    }
+
+    /// The contract's rule, directly: id -> first-seen `ts`, never forgotten.
+    #[derive(Default)]
+    struct Reference(BTreeMap<u128, u64>);
+
+    impl Reference {
+        fn check_and_remember(&mut self, id: u128, ts: u64, watermark: u64, window: u64) -> bool {
+            let cutoff = watermark.saturating_sub(window);
+            match self.0.get(&id) {
+                Some(&ts0) if ts0 >= cutoff => true,
+                _ => {
+                    if ts >= cutoff {
+                        self.0.insert(id, ts);
+                    }
+                    false
+                }
+            }
+        }
+    }
+
+    /// Ids from a few low halves and a few high halves, so that low-64-bit
+    /// collisions are the rule; events with small `ts` steps, some late.
+    fn events() -> impl Strategy<Value = Vec<(u128, u64, bool)>> {
+        prop::collection::vec(
+            (0u64..6, 0u64..3, 0u64..40, any::<bool>()).prop_map(|(low, high, step, late)| {
+                (u128::from(high) << 64 | u128::from(low), step, late)
+            }),
+            0..400,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn agrees_with_the_reference(
+            window in prop_oneof![Just(0u64), 1u64..10, 10u64..200],
+            events in events(),
+            restore_at in any::<prop::sample::Index>(),
+        ) {
+            let mut d = DedupWindow::new(window);
+            let mut reference = Reference::default();
+            let mut watermark = 0u64;
+            let restore_at = restore_at.index(events.len() + 1);
+            for (i, &(id, step, late)) in events.iter().enumerate() {
+                if i == restore_at {
+                    let mut restored = DedupWindow::new(window);
+                    for (ts, id) in d.entries_by_ts() {
+                        prop_assert!(restored.restore_first_seen(id, ts));
+                    }
+                    prop_assert_eq!(restored.len(), d.len());
+                    d = restored;
+                }
+                // Late events lie up to `step` behind the watermark.
+                let ts = if late { watermark.saturating_sub(step) } else { watermark + step };
+                watermark = watermark.max(ts);
+                let want = reference.check_and_remember(id, ts, watermark, window);
+                prop_assert_eq!(d.check_and_remember(id, ts, watermark), want, "event {}", i);
+                // Held: every id the reference has in the window, and only
+                // ids it has, at the same `ts`.
+                let cutoff = watermark.saturating_sub(window);
+                let held: BTreeMap<u128, u64> =
+                    d.entries_by_ts().into_iter().map(|(ts, id)| (id, ts)).collect();
+                prop_assert_eq!(held.len(), d.len());
+                for (id, ts0) in &held {
+                    prop_assert_eq!(reference.0.get(id), Some(ts0));
+                }
+                for (id, ts0) in &reference.0 {
+                    if *ts0 >= cutoff {
+                        prop_assert_eq!(held.get(id), Some(ts0));
+                    }
+                }
+            }
+        }
     }
 }

@@ -13,8 +13,6 @@
 //! the bytes left before anything is allocated for it, every handle against
 //! its interner, and any inconsistency is an error, never a panic.
 
-use std::collections::VecDeque;
-
 use hashbrown::HashMap;
 
 use crate::config::CoreConfig;
@@ -332,7 +330,6 @@ fn read_dedup(r: &mut Reader<'_>, window_ms: u64) -> Result<DedupWindow, Snapsho
         if id_count == 0 {
             return Err(SnapshotError::Invalid("empty dedup bucket"));
         }
-        let mut ids = VecDeque::with_capacity(id_count);
         for _ in 0..id_count {
             let id = u128::from_le_bytes(r.fixed::<16>()?);
             match r.varint()? {
@@ -344,10 +341,6 @@ fn read_dedup(r: &mut Reader<'_>, window_ms: u64) -> Result<DedupWindow, Snapsho
                 }
                 _ => return Err(SnapshotError::Invalid("dedup ts outside its bucket")),
             }
-            ids.push_back(id);
-        }
-        if !dedup.restore_bucket(index, ids) {
-            return Err(SnapshotError::Invalid("dedup bucket appears twice"));
         }
     }
     if dedup.len() != remembered {

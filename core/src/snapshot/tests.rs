@@ -335,7 +335,14 @@ fn small_snapshot() -> (CoreConfig, Vec<u8>, DecisionCore) {
         stats.coupons > 20 && stats.redeemed_coupons > 0,
         "{stats:?}"
     );
-    assert!(core.dedup().buckets().count() > 1);
+    let bucket_ms = core.dedup().bucket_ms();
+    let entries = core.dedup().entries_by_ts();
+    assert!(
+        entries
+            .chunk_by(|a, b| a.0 / bucket_ms == b.0 / bucket_ms)
+            .count()
+            > 1
+    );
     (config, snapshot(&core), core)
 }
 

@@ -36,7 +36,8 @@
 //! dedup      remembered ids, bucket count, then per bucket ascending: zz
 //!            index, id count, per id: id u128 LE and 0, or 1 + (first-seen
 //!            ts - bucket start) when this bucket files the id's first
-//!            sighting
+//!            sighting; since the 64-bit-keyed window, each remembered
+//!            id appears once, and a bucket's ids are sorted by (ts, id)
 //! checksum   xxh3_64 of all preceding bytes, u64 LE
 //! ```
 //!
@@ -232,22 +233,25 @@ fn put_ledger(out: &mut Vec<u8>, ledger: &CouponLedger, v2: bool) {
 fn put_dedup(out: &mut Vec<u8>, dedup: &DedupWindow) {
     let bucket_ms = dedup.bucket_ms();
     put_varint(out, dedup.len() as u64);
-    let buckets: Vec<_> = dedup.buckets().collect();
+    // Each remembered id once, in its first sighting's bucket, sorted by
+    // (ts, id) (earlier builds filed ids in arrival order, and also wrote
+    // an older filing of an id seen again, with 0).
+    let entries = dedup.entries_by_ts();
+    let buckets: Vec<&[(u64, u128)]> = entries
+        .chunk_by(|a, b| a.0 / bucket_ms == b.0 / bucket_ms)
+        .collect();
     put_varint(out, buckets.len() as u64);
     let mut previous = 0u64;
-    for (index, ids) in buckets {
+    for ids in buckets {
+        // A chunk is never empty; its first `ts` names its bucket.
+        let index = ids.first().map_or(0, |&(ts, _)| ts / bucket_ms);
         put_varint(out, zigzag(index.wrapping_sub(previous) as i64));
         previous = index;
         put_varint(out, ids.len() as u64);
         let start = index.wrapping_mul(bucket_ms);
-        for &id in ids {
+        for &(ts, id) in ids {
             out.extend_from_slice(&id.to_le_bytes());
-            match dedup.first_seen(id) {
-                // Every remembered id is filed in its first sighting's
-                // bucket; a repeat filing there carries the same ts.
-                Some(ts) if ts / bucket_ms == index => put_varint(out, ts - start + 1),
-                _ => out.push(0),
-            }
+            put_varint(out, ts - start + 1);
         }
     }
 }
