@@ -3,7 +3,7 @@
 //! flags and unreadable files, 1 for failures while running).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +18,12 @@ use coupon_stream::kafka::config::{Guarantee, KafkaConfig, parse_property};
 use coupon_stream::kafka::processor::Processor;
 use coupon_stream::ops::health::Health;
 use coupon_stream::ops::http::HttpServer;
-use coupon_stream::replay::replay;
+use coupon_stream::cli::StageReport;
+use coupon_stream::replay::{ReplayOptions, replay_sharded};
 use coupon_stream::tools::loadgen;
 use coupon_stream_core::config::{
     CoreConfig, RETENTION_MS_DEFAULT, SellerDefaults, parse_timezone,
 };
-use coupon_stream_core::decision_core::DecisionCore;
 use coupon_stream_core::reason::Outcome;
 use coupon_stream_core::workload::{Workload, WorkloadConfig};
 
@@ -301,6 +301,20 @@ struct ReplayArgs {
     /// Print no summary on stderr.
     #[arg(long, short)]
     quiet: bool,
+    /// Partitions, each with its own state, as an input topic's: a line goes
+    /// to murmur2(seller_id) mod N, as Kafka's default partitioner places a
+    /// keyed event (a line without a readable seller_id goes to 0). A
+    /// decision's source is its partition and its line number (0-based) as
+    /// the offset.
+    #[arg(long, env = "COUPON_STREAM_REPLAY_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    partitions: u32,
+    /// Threads deciding the partitions, at most one per partition; the
+    /// output is the same whatever the count [default: min(partitions, cores)].
+    #[arg(long, env = "COUPON_STREAM_REPLAY_THREADS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    threads: Option<u32>,
+    /// Also print where the time went (read, split, decide, merge, write) on stderr.
+    #[arg(long)]
+    stage_times: bool,
     #[command(flatten)]
     core: CoreArgs,
 }
@@ -403,14 +417,15 @@ fn one_line(rendered: &str) -> String {
         .join(" ")
 }
 
-fn open_input(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn io::BufRead>> {
+/// The input as a plain reader: replay reads it in large blocks itself.
+fn open_raw_input(path: &Option<PathBuf>) -> anyhow::Result<Box<dyn io::Read>> {
     match path {
-        None => Ok(Box::new(io::stdin().lock())),
-        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin().lock())),
+        None => Ok(Box::new(io::stdin())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin())),
         Some(p) => {
             let file = File::open(p)
                 .map_err(|e| UsageError(format!("cannot open input {}: {e}", p.display())))?;
-            Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+            Ok(Box::new(file))
         }
     }
 }
@@ -576,19 +591,43 @@ fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         Some(Guarantee::ExactlyOnce) => "processor eos".to_owned(),
         _ => r.mode.as_str().to_owned(),
     };
+    let mut warm_up_kept = false;
     for r in &reports {
+        let latency = |f: fn(&coupon_stream::tools::bench::LatencyMs) -> f64| {
+            r.latency_ms
+                .as_ref()
+                .map_or("-".to_owned(), |l| format!("{:.1}", f(l)))
+        };
+        warm_up_kept |= r.latency_ms.as_ref().is_some_and(|l| !l.warm_up_excluded);
         println!(
-            "{:<14} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>12.2} {:>10.1}",
+            "{:<14} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>10.2} {:>12.2} {:>10.1}",
             label(r),
             r.events_per_second,
-            r.latency_ms.p50,
-            r.latency_ms.p99,
-            r.latency_ms.p999,
-            r.latency_ms.max,
+            latency(|l| l.p50),
+            latency(|l| l.p99),
+            latency(|l| l.p999),
+            latency(|l| l.max),
             r.cpu_seconds,
             r.cpu_seconds_per_million_events,
             r.peak_rss_bytes as f64 / (1 << 20) as f64
         );
+    }
+    if warm_up_kept {
+        println!(
+            "latency: every event counted (too few were produced after the first second to leave it out)"
+        );
+    }
+    for r in &reports {
+        let threads: Vec<String> = r
+            .cpu_by_thread
+            .iter()
+            .filter(|t| t.cpu_seconds >= 0.005)
+            .map(|t| match t.threads {
+                0 | 1 => format!("{} {:.2}", t.name, t.cpu_seconds),
+                n => format!("{} x{n} {:.2}", t.name, t.cpu_seconds),
+            })
+            .collect();
+        println!("{} cpu s by thread: {}", label(r), threads.join(", "));
     }
     if let Some(baseline) = reports.iter().find(|r| r.guarantee.is_none()) {
         for processor in reports.iter().filter(|r| r.guarantee.is_some()) {
@@ -713,19 +752,26 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
 
 fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
     let config = args.core.to_config()?;
-    let input = open_input(&args.input)?;
+    let input = open_raw_input(&args.input)?;
     let output = open_output(args.output.as_ref())?;
-    let mut core = DecisionCore::new(config);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let options = ReplayOptions {
+        partitions: args.partitions,
+        threads: args
+            .threads
+            .map_or(cores.min(args.partitions as usize), |t| t as usize),
+    };
     let started = Instant::now();
-    let tally = replay(&mut core, input, output)?;
+    let report = replay_sharded(config, options, input, output)?;
     let seconds = started.elapsed().as_secs_f64();
+    let tally = &report.tally;
     if !args.quiet {
         let counts: Vec<String> = Outcome::ALL
             .iter()
             .filter(|&&o| tally.outcome(o) > 0)
             .map(|&o| format!("{}={}", o.as_str(), tally.outcome(o)))
             .collect();
-        let stats = core.stats();
+        let stats = &report.stats;
         eprintln!(
             "replayed {} messages in {:.3} s ({:.0} msg/s): {}; state: {} coupons, {} campaigns, {} sellers, {} users, {:.1} MiB heap",
             tally.messages,
@@ -737,6 +783,15 @@ fn run_replay(args: ReplayArgs) -> anyhow::Result<()> {
             stats.sellers,
             stats.users,
             stats.heap_bytes as f64 / (1 << 20) as f64,
+        );
+    }
+    if args.stage_times {
+        eprintln!(
+            "{}",
+            StageReport {
+                report: &report,
+                seconds
+            }
         );
     }
     Ok(())

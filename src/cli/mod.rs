@@ -1,6 +1,10 @@
 //! Command-line arguments of the `coupon-stream` binary. Library types stay
 //! free of clap; the wrappers here give them their command-line names.
 
+mod replay_report;
+
+pub use replay_report::StageReport;
+
 use clap::ValueEnum;
 use coupon_stream_core::workload::Profile;
 
