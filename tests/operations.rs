@@ -8,155 +8,39 @@
 
 mod support;
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use coupon_stream::ops::telemetry;
-use coupon_stream_core::config::CoreConfig;
-use coupon_stream_core::decision::Source;
-use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message};
 use coupon_stream_core::state::query::{campaign_view, coupon_view};
-use coupon_stream_core::workload::{Workload, WorkloadConfig};
-use support::{Record, Tansu};
+use coupon_stream_core::workload::Profile;
+use support::http::{free_port, http_get, wait_for_ok};
+use support::recompute::recomputed_cores;
+use support::{Messages, Running, Tansu, messages, wait_for};
 
 const PARTITIONS: i32 = 2;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The contract's basic vectors, then generated traffic.
+fn input_messages() -> Messages {
+    let mut input = messages::fixture("basics");
+    let mut workload = messages::workload(Profile::Steady, 20, 500, 3);
+    input.extend(messages::keyed(&mut workload, 5_000));
+    input
 }
 
-/// A plain HTTP/1.1 GET; returns the status code and body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+fn start_processor(tansu: &Tansu, metrics_port: u16) -> Running {
+    Running::spawn(
+        support::processes::processor_command(&tansu.brokers(), "coupon-stream-ops")
+            .args([
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--snapshot-interval-ms",
+                "1000",
+            ])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
     )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !f() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn input_messages() -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
-    let mut messages = Vec::new();
-    let fixture = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/basics.events.jsonl"
-    ))
-    .unwrap();
-    for line in fixture.lines() {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["seller_id"].as_str().map(|s| s.as_bytes().to_vec()))
-            .unwrap_or_else(|| b"no-seller".to_vec());
-        messages.push((Some(key), line.as_bytes().to_vec()));
-    }
-    let mut workload = Workload::new(WorkloadConfig {
-        sellers: 20,
-        users: 500,
-        seed: 3,
-        ..WorkloadConfig::default()
-    });
-    let mut value = Vec::new();
-    for _ in 0..5_000 {
-        let seller = workload.next_into(&mut value);
-        messages.push((
-            Some(workload.seller_id(seller).as_bytes().to_vec()),
-            value.clone(),
-        ));
-    }
-    messages
-}
-
-/// One decision core per partition, fed that partition's input in order.
-fn recompute(input: &[Record]) -> HashMap<i32, DecisionCore> {
-    let mut by_partition: BTreeMap<i32, Vec<&Record>> = BTreeMap::new();
-    for r in input {
-        by_partition.entry(r.partition).or_default().push(r);
-    }
-    let mut cores = HashMap::new();
-    for (partition, mut records) in by_partition {
-        records.sort_by_key(|r| r.offset);
-        let mut core = DecisionCore::new(CoreConfig::default());
-        let mut out = Vec::new();
-        for r in records {
-            out.clear();
-            core.process(
-                &Message {
-                    value: &r.value,
-                    source: Source {
-                        partition,
-                        offset: r.offset,
-                    },
-                    key_check: Some(KeyCheck {
-                        key: r.key.as_deref(),
-                        partition_count: Some(PARTITIONS as u32),
-                    }),
-                },
-                &mut out,
-            );
-        }
-        cores.insert(partition, core);
-    }
-    cores
-}
-
-fn start_processor(tansu: &Tansu, metrics_port: u16) -> Child {
-    support::processor_command(&tansu.brokers(), "coupon-stream-ops")
-        .args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--snapshot-interval-ms",
-            "1000",
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
 }
 
 /// Sum of every sample of `name` in Prometheus text.
@@ -177,16 +61,7 @@ fn sample_names(text: &str) -> Vec<String> {
         .collect()
 }
 
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> Prometheus {
+fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> Running {
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
@@ -205,7 +80,7 @@ fn start_prometheus(dir: &std::path::Path, port: u16, target_port: u16) -> Prome
         .unwrap_or_else(|e| {
             panic!("cannot start prometheus ({e}); install Debian's prometheus package or run `bash .ci/run`")
         });
-    Prometheus(child)
+    Running(child)
 }
 
 /// The value of a scalar-valued instant query, if Prometheus has one.
@@ -227,29 +102,14 @@ fn prometheus_query(port: u16, query: &str) -> Option<f64> {
 
 #[test]
 fn metrics_health_and_state_queries() {
-    let tansu = Tansu::start();
-    for topic in support::TOPICS {
-        tansu.create_topic(topic, PARTITIONS);
-    }
-    let messages = input_messages();
-    tansu.produce("coupon-events", &messages);
-    let input = tansu.read_all(
-        "coupon-events",
-        PARTITIONS,
-        messages.len(),
-        Duration::from_secs(60),
-    );
-    assert_eq!(input.len(), messages.len());
+    let tansu = Tansu::with_topics(PARTITIONS);
+    let input = tansu.produce_and_read_back("coupon-events", PARTITIONS, &input_messages());
     let total = input.len() as f64;
 
     let port = free_port();
-    let mut processor = start_processor(&tansu, port);
-    wait_for("/healthz", Duration::from_secs(30), || {
-        http_get(port, "/healthz").is_some_and(|(s, _)| s == 200)
-    });
-    wait_for("/readyz", Duration::from_secs(60), || {
-        http_get(port, "/readyz").is_some_and(|(s, _)| s == 200)
-    });
+    let processor = start_processor(&tansu, port);
+    wait_for_ok(port, "/healthz", Duration::from_secs(30));
+    wait_for_ok(port, "/readyz", Duration::from_secs(60));
 
     let dir = std::env::temp_dir().join(format!("coupon-stream-ops-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -318,7 +178,7 @@ fn metrics_health_and_state_queries() {
     );
 
     // State queries answer what the same input, recomputed, holds.
-    let cores = recompute(&input);
+    let cores = recomputed_cores(&input, PARTITIONS);
     let partition_of = |seller: &str| {
         coupon_stream_core::partitioner::partition_for(seller.as_bytes(), PARTITIONS as u32) as i32
     };
@@ -356,11 +216,7 @@ fn metrics_health_and_state_queries() {
         Some(1.0)
     );
 
-    Command::new("kill")
-        .args(["-TERM", &processor.id().to_string()])
-        .status()
-        .unwrap();
-    let status = processor.wait().unwrap();
+    let status = processor.terminate();
     assert!(status.success(), "exit status after SIGTERM: {status}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -98,7 +98,10 @@ fn pipelined(input: &[u8], partitions: u32, options: PipelineOptions) -> Vec<u8>
         tally.messages as usize,
         out.iter().filter(|&&b| b == b'\n').count()
     );
-    assert_eq!(stages.decide.len(), options.threads.min(partitions as usize));
+    assert_eq!(
+        stages.decide.len(),
+        options.threads.min(partitions as usize)
+    );
     out
 }
 

@@ -2,7 +2,8 @@
 //! mix from the workload generator (issue, redeem and release with their
 //! rejections, setting changes, ~1% duplicates, ~0.5% invalid values):
 //! decode alone, the rules alone, encode alone, and the three together as
-//! the Kafka processor and `replay` run them.
+//! the Kafka processor and `replay` run them; and the local-day lookup of
+//! the daily quota, by library, with and without the per-seller cache.
 //!
 //! Run: `cargo bench --bench core`.
 
@@ -176,5 +177,65 @@ fn benches(c: &mut Criterion) {
     );
 }
 
-criterion_group!(core, benches);
+/// The local day of an event time: chrono-tz (before contract v1.1),
+/// jiff directly, and through a seller's [`DayCache`] as the rules use it.
+/// 10,000 event times 13 s apart (36 hours, so two local midnights) per
+/// iteration; chrono-tz only where its tables still hold.
+fn local_day_benches(c: &mut Criterion) {
+    use chrono::{Offset, TimeZone};
+    use coupon_stream_core::local_day::{DayCache, local_day};
+    use coupon_stream_core::zone::Zone;
+
+    const N: u64 = 10_000;
+    let mut group = c.benchmark_group("local_day");
+    group.throughput(Throughput::Elements(N));
+    group.sample_size(30);
+    // 2025-11-10T16:00Z, 2100-03-12T12:00Z, and the last 36 hours of 2^53-1.
+    let starts = [
+        ("2025", 1_762_790_400_000u64),
+        ("2100", 4_108_536_000_000),
+        ("max", (1u64 << 53) - 1 - N * 13_000),
+    ];
+    for name in ["Asia/Shanghai", "America/New_York"] {
+        let zone = Zone::parse(name).unwrap();
+        let tz: chrono_tz::Tz = name.parse().unwrap();
+        for (when, start) in starts {
+            let ts: Vec<u64> = (0..N).map(|i| start + i * 13_000).collect();
+            if when == "2025" {
+                group.bench_function(format!("chrono_tz/{name}/{when}"), |b| {
+                    b.iter(|| {
+                        for &t in &ts {
+                            let t = black_box(t) as i64;
+                            let offset = match tz.timestamp_millis_opt(t) {
+                                chrono::LocalResult::Single(dt) => {
+                                    i64::from(dt.offset().fix().local_minus_utc()) * 1000
+                                }
+                                _ => 0,
+                            };
+                            black_box((t + offset).div_euclid(86_400_000));
+                        }
+                    })
+                });
+            }
+            group.bench_function(format!("jiff/{name}/{when}"), |b| {
+                b.iter(|| {
+                    for &t in &ts {
+                        black_box(local_day(zone, black_box(t)));
+                    }
+                })
+            });
+            group.bench_function(format!("cached/{name}/{when}"), |b| {
+                let mut cache = DayCache::new(zone);
+                b.iter(|| {
+                    for &t in &ts {
+                        black_box(cache.span(zone, black_box(t)).day);
+                    }
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(core, benches, local_day_benches);
 criterion_main!(core);

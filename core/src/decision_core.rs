@@ -512,13 +512,193 @@ mod tests {
             let (a, b) = (format!("a{day}"), format!("b{day}"));
             assert_eq!(r.issue(day * DAY + 1, "c", &[&a, &b])["outcome"], "issued");
         }
+        // Two days of retention, the day that ends within 26 hours west of
+        // UTC (another zone could still need its count), and today.
         let days = r.core.state().seller("s").unwrap().daily.days_tracked();
-        assert!(days <= 4, "{days} days tracked");
+        assert!(days <= 5, "{days} days tracked");
         // A late issue on a retired day is refused rather than counted
         // from zero; one inside the retention is counted as usual.
         let d = r.issue(DAY, "c", &["x"]);
         assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
         assert_eq!(r.issue(8 * DAY + 2, "c", &["y"])["outcome"], "issued");
+    }
+
+    /// Contract section 8: a day that ended at or before the horizon is
+    /// refused for every recipient even if nothing was issued on it.
+    #[test]
+    fn a_forgotten_day_is_refused_whether_or_not_it_had_a_count() {
+        const DAY: u64 = 86_400_000;
+        const HOUR: u64 = 3_600_000;
+        let mut r = Retained::new(DAY);
+        r.send(0, serde_json::json!({"type": "seller", "timezone": "UTC"}));
+        r.campaign(1, "c", 1_000, 100 * DAY);
+        r.seller(10 * DAY + 5 * HOUR);
+        // Day 8 ended at 9 days, before the horizon of 9 days 5 hours; it
+        // never had a count. Day 9 has not ended.
+        let d = r.issue(8 * DAY + 23 * HOUR, "c", &["a", "b"]);
+        assert_eq!(d["outcome"], "rejected");
+        for result in d["results"].as_array().unwrap() {
+            assert_eq!(result["reason"], "daily_quota_exhausted");
+        }
+        assert_eq!(r.issue(9 * DAY, "c", &["a"])["outcome"], "issued");
+        // The instant the day ends, at the horizon exactly.
+        r.seller(11 * DAY);
+        assert_eq!(
+            r.issue(9 * DAY + HOUR, "c", &["b"])["results"][0]["reason"],
+            "daily_quota_exhausted"
+        );
+        assert_eq!(r.issue(10 * DAY, "c", &["b"])["outcome"], "issued");
+        // Retention off: nothing is ever forgotten.
+        let mut off = Retained::new(0);
+        off.campaign(1, "c", 1_000, 100 * DAY);
+        off.seller(90 * DAY);
+        assert_eq!(off.issue(2, "c", &["a"])["outcome"], "issued");
+    }
+
+    /// "Ended" is judged in the zone in force at the issue: a seller that
+    /// moves west has a date that an eastern zone had closed open again,
+    /// and its count, kept, still limits it.
+    #[test]
+    fn a_day_ended_in_an_earlier_zone_is_judged_in_the_zone_in_force() {
+        const DAY: u64 = 86_400_000;
+        const HOUR: u64 = 3_600_000;
+        // 2024-10-04T00:00Z: Kiritimati has been at +14 since 1995.
+        const T0: u64 = 20_000 * DAY;
+        let mut r = Retained::new(DAY);
+        r.send(
+            T0,
+            serde_json::json!({"type": "seller", "timezone": "Pacific/Kiritimati",
+                "daily_issue_limit": 2}),
+        );
+        r.campaign(T0, "c", 1_000, T0 + 100 * DAY);
+        // 8 days 11 hours UTC is day 9, 01:00, at +14.
+        assert_eq!(
+            r.issue(T0 + 8 * DAY + 11 * HOUR, "c", &["a"])["outcome"],
+            "issued"
+        );
+        // At 10 days 11 hours the horizon is 9 days 11 hours: day 9 at +14
+        // ended at 9 days 10 hours, so an issue on it is refused...
+        r.seller(T0 + 10 * DAY + 11 * HOUR);
+        let d = r.issue(T0 + 8 * DAY + 12 * HOUR, "c", &["b"]);
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
+        // ...but at -12 the same instant 10 days 11 hours is day 9, 23:00:
+        // on time, and day 9 holds one coupon of a limit of 2.
+        r.send(
+            T0 + 10 * DAY + 11 * HOUR,
+            serde_json::json!({"type": "seller", "timezone": "Etc/GMT+12"}),
+        );
+        let d = r.issue(T0 + 10 * DAY + 11 * HOUR, "c", &["b", "c"]);
+        assert_eq!(d["outcome"], "partial");
+        assert_eq!(d["results"][1]["reason"], "daily_quota_exhausted");
+        // Back east, the date is closed again.
+        r.send(
+            T0 + 10 * DAY + 11 * HOUR,
+            serde_json::json!({"type": "seller", "timezone": "Pacific/Kiritimati"}),
+        );
+        let d = r.issue(T0 + 8 * DAY + 12 * HOUR, "c", &["d"]);
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
+    }
+
+    /// Contract section 7: the discount spent is exact at the extremes.
+    #[test]
+    fn money_never_saturates() {
+        const MAX: u64 = (1 << 53) - 1;
+        let mut r = Retained::new(0);
+        r.send(
+            1,
+            serde_json::json!({"type": "seller", "max_recipients": 3_000}),
+        );
+        let define = |r: &mut Retained, budget: Option<u64>| {
+            r.send(
+                2,
+                serde_json::json!({"type": "campaign", "campaign_id": "m", "budget": 5_000,
+                    "valid_from": 0, "valid_until": MAX, "discount_cents": MAX,
+                    "per_user_limit": 1, "discount_budget_cents": budget}),
+            )
+        };
+        let redeem = |r: &mut Retained, n: u64, order: &str, cents: u64| {
+            r.send(
+                3,
+                serde_json::json!({"type": "redeem", "coupon_id": format!("m:{n}"),
+                    "user_id": format!("u{n}"), "order_id": order, "order_cents": cents}),
+            )
+            .0
+        };
+        // A budget of exactly one maximal discount: spent may equal it.
+        define(&mut r, Some(MAX));
+        let users: Vec<String> = (1..=2_100).map(|n| format!("u{n}")).collect();
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        assert_eq!(r.issue(3, "m", &refs)["outcome"], "issued");
+        assert_eq!(redeem(&mut r, 1, "o1", MAX)["discount_cents"], MAX);
+        assert_eq!(
+            redeem(&mut r, 2, "o2", 1)["reason"],
+            "discount_budget_exhausted"
+        );
+        assert_eq!(r.release(3, "m:1", "o1")["discount_cents"], MAX);
+        assert_eq!(redeem(&mut r, 2, "o2", MAX)["outcome"], "accepted");
+        assert_eq!(r.release(3, "m:2", "o2")["outcome"], "released");
+        // Without a discount budget, 2,049 maximal discounts sum to more
+        // than 2^64 (a u64 saturates there)...
+        define(&mut r, None);
+        for n in 1..=2_049 {
+            assert_eq!(
+                redeem(&mut r, n, &format!("p{n}"), MAX)["outcome"],
+                "accepted"
+            );
+        }
+        let view = crate::state::query::campaign_view(r.core.state(), 3, "s", "m").unwrap();
+        assert_eq!(view.discount_spent_cents, 2_049 * u128::from(MAX));
+        assert!(view.discount_spent_cents > u128::from(u64::MAX));
+        // ...and after 2,048 releases one maximal discount is still spent:
+        // with a budget of 2^53-1 again, not even one cent more fits.
+        for n in 2..=2_049 {
+            assert_eq!(
+                r.release(3, &format!("m:{n}"), &format!("p{n}"))["outcome"],
+                "released"
+            );
+        }
+        define(&mut r, Some(MAX));
+        assert_eq!(
+            redeem(&mut r, 2_050, "q", 1)["reason"],
+            "discount_budget_exhausted"
+        );
+        assert_eq!(r.release(3, "m:1", "p1")["discount_cents"], MAX);
+        assert_eq!(redeem(&mut r, 2_050, "q", 1)["discount_cents"], 1);
+        let view = crate::state::query::campaign_view(r.core.state(), 3, "s", "m").unwrap();
+        assert_eq!(view.discount_spent_cents, 1);
+        assert_eq!(view.remaining_discount_budget_cents, Some(MAX - 1));
+    }
+
+    /// Other counters at their limits: expiry, serials, daily counts.
+    #[test]
+    fn counters_at_their_limits_are_exact() {
+        const MAX: u64 = (1 << 53) - 1;
+        let mut r = Retained::new(0);
+        // ts + ttl_ms beyond 2^53 is still compared exactly with valid_until.
+        r.send(
+            MAX - 10,
+            serde_json::json!({"type": "campaign", "campaign_id": "t", "budget": MAX,
+                "valid_from": 0, "valid_until": MAX, "discount_cents": 1, "ttl_ms": MAX,
+                "issue_from": 0, "issue_until": MAX, "per_user_limit": MAX}),
+        );
+        let d = r.issue(MAX - 5, "t", &["a"]);
+        assert_eq!(d["results"][0]["expires_at"], MAX);
+        assert_eq!(d["results"][0]["coupon_id"], "t:1");
+        // A redemption at the last valid instant.
+        assert_eq!(r.redeem(MAX, "t:1", "a", "o")["outcome"], "accepted");
+        // The daily limit at 2^53-1 is a limit like any other.
+        r.send(
+            MAX,
+            serde_json::json!({"type": "seller", "daily_issue_limit": MAX}),
+        );
+        assert_eq!(r.issue(MAX, "t", &["a", "a"])["outcome"], "issued");
+        r.send(
+            MAX,
+            serde_json::json!({"type": "seller", "daily_issue_limit": 3}),
+        );
+        let d = r.issue(MAX, "t", &["a", "b"]);
+        assert_eq!(d["outcome"], "rejected");
+        assert_eq!(d["results"][0]["reason"], "daily_quota_exhausted");
     }
 
     #[test]

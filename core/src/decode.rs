@@ -499,7 +499,7 @@ mod tests {
             Body::Seller(SellerUpdate {
                 daily_issue_limit: None,
                 max_recipients: None,
-                timezone: Some(chrono_tz::America::New_York)
+                timezone: crate::zone::Zone::parse("America/New_York")
             })
         );
         let ev = decode(
@@ -644,6 +644,113 @@ mod tests {
         for (i, f) in Field::ALL.iter().enumerate() {
             assert_eq!(*f as usize, i);
             assert_eq!(Field::from_name(f.name()), Some(*f));
+        }
+    }
+
+    /// Contract section 6, v1.1 paragraph, and the zone names.
+    #[test]
+    fn contract_v1_1_readings() {
+        const SELLER: &str = r#"{"type":"seller","event_id":"z","ts":1,"seller_id":"s""#;
+        let with = |extra: &str| format!("{SELLER},{extra}}}");
+        let huge = "9".repeat(400);
+        // A number of any size is JSON: out of range in a named field...
+        for n in [
+            "1e400",
+            "-1e400",
+            "1E+400",
+            huge.as_str(),
+            &format!("-{huge}"),
+            "1e-400",
+        ] {
+            for field in ["daily_issue_limit", "max_recipients", "ts"] {
+                let v = with(&format!(r#""{field}":{n}"#));
+                assert_eq!(reason(&v), InvalidReason::BadValue, "{v}");
+            }
+            let v = REDEEM.replace(r#""order_cents":100"#, &format!(r#""order_cents":{n}"#));
+            assert_eq!(reason(&v), InvalidReason::BadValue, "{v}");
+            // ...and ignored anywhere else, even where another type's
+            // field would be.
+            for extra in [
+                format!(r#""note":{n}"#),
+                format!(r#""x":[{{"y":{n}}}]"#),
+                format!(r#""budget":{n}"#),
+            ] {
+                let v = with(&extra);
+                assert!(decode(v.as_bytes(), 65_536).is_ok(), "{v}");
+            }
+        }
+        // A huge number is still checked after missing fields.
+        let v = r#"{"type":"redeem","event_id":"z","ts":1e400,"seller_id":"s"}"#;
+        assert_eq!(reason(v), InvalidReason::MissingField);
+        // -0 is the integer 0; 1.0 and 1e3 are not integers.
+        assert_eq!(
+            decode(with(r#""daily_issue_limit":-0"#).as_bytes(), 65_536).map(|e| e.body),
+            Ok(Body::Seller(SellerUpdate {
+                daily_issue_limit: Some(0),
+                ..SellerUpdate::default()
+            }))
+        );
+        for n in ["1.0", "1e3", "1E0", "0.0", "-1", "-0.0"] {
+            assert_eq!(
+                reason(&with(&format!(r#""daily_issue_limit":{n}"#))),
+                InvalidReason::BadValue,
+                "{n}"
+            );
+        }
+        // Unpaired surrogate escapes are not text, anywhere.
+        for s in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""a\ud83dz""#,
+            r#""\ud83d\u0041""#,
+        ] {
+            assert_eq!(
+                reason(&with(&format!(r#""note":{s}"#))),
+                InvalidReason::Malformed,
+                "{s}"
+            );
+        }
+        assert!(decode(with(r#""note":"\ud83d\ude00""#).as_bytes(), 65_536).is_ok());
+        // More than 128 levels of arrays/objects, the event included.
+        let nested = |n: usize| with(&format!(r#""note":{}{}"#, "[".repeat(n), "]".repeat(n)));
+        assert!(decode(nested(127).as_bytes(), 65_536).is_ok());
+        assert_eq!(reason(&nested(128)), InvalidReason::Malformed);
+        // A key given twice keeps its last value, null included.
+        let v = with(r#""daily_issue_limit":5,"daily_issue_limit":null"#);
+        assert_eq!(
+            decode(v.as_bytes(), 65_536).map(|e| e.body),
+            Ok(Body::Seller(SellerUpdate::default()))
+        );
+        let v = with(r#""daily_issue_limit":"x","daily_issue_limit":7"#);
+        assert!(decode(v.as_bytes(), 65_536).is_ok());
+        // Zones: canonical names and links; not the database's other files.
+        for tz in [
+            "America/New_York",
+            "US/Eastern",
+            "Etc/GMT-14",
+            "UTC",
+            "Asia/Calcutta",
+        ] {
+            assert!(
+                decode(with(&format!(r#""timezone":"{tz}""#)).as_bytes(), 65_536).is_ok(),
+                "{tz}"
+            );
+        }
+        for tz in [
+            "Factory",
+            "localtime",
+            "posixrules",
+            "posix/Asia/Shanghai",
+            "right/UTC",
+            "utc",
+            "EST5EDT,M3.2.0,M11.1.0",
+            "",
+        ] {
+            assert_eq!(
+                reason(&with(&format!(r#""timezone":"{tz}""#))),
+                InvalidReason::BadValue,
+                "{tz}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use chrono_tz::Tz;
+use crate::zone::Zone;
 
 /// The five event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,7 +83,7 @@ pub enum Body<'a> {
 pub struct SellerUpdate {
     pub daily_issue_limit: Option<u64>,
     pub max_recipients: Option<u64>,
-    pub timezone: Option<Tz>,
+    pub timezone: Option<Zone>,
 }
 
 /// A `campaign` event: the complete new definition of a campaign.

@@ -32,3 +32,4 @@ pub mod snapshot;
 pub mod state;
 pub mod synthetic;
 pub mod workload;
+pub mod zone;

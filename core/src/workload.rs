@@ -269,24 +269,11 @@ impl Workload {
                 .uint("max_recipients", s.max_recipients)
                 .str("timezone", TIMEZONES[seller % TIMEZONES.len()]);
         } else {
-            let c = &s.campaigns[step - 1];
             o.str("type", "campaign")
                 .str("event_id", &event_id)
                 .uint("ts", self.ts)
-                .str("seller_id", &s.id)
-                .str("campaign_id", &c.id)
-                .uint("budget", c.budget)
-                .uint("valid_from", START_TS - 86_400_000)
-                .uint("valid_until", START_TS + 30 * 86_400_000)
-                .uint("discount_cents", 500 * (step as u64 + 1))
-                .uint("min_order_cents", if step == 1 { 0 } else { 3_000 })
-                .uint("per_user_limit", 3);
-            if step == 2 {
-                o.uint("ttl_ms", 1_800_000);
-            }
-            if step == 3 {
-                o.uint("discount_budget_cents", 50_000_000);
-            }
+                .str("seller_id", &s.id);
+            campaign_definition(&mut o, step - 1, &s.campaigns[step - 1]);
         }
         o.finish();
     }
@@ -330,21 +317,13 @@ impl Workload {
         // Mostly active; now and then paused.
         let active = self.rng.below(5) != 0;
         let s = &self.sellers[seller];
-        let c = &s.campaigns[campaign];
-        JsonObject::new(out)
-            .str("type", "campaign")
+        let mut o = JsonObject::new(out);
+        o.str("type", "campaign")
             .str("event_id", &event_id)
             .uint("ts", self.ts)
-            .str("seller_id", &s.id)
-            .str("campaign_id", &c.id)
-            .uint("budget", c.budget)
-            .uint("valid_from", START_TS - 86_400_000)
-            .uint("valid_until", START_TS + 30 * 86_400_000)
-            .uint("discount_cents", 500 * (campaign as u64 + 1))
-            .uint("min_order_cents", if campaign == 0 { 0 } else { 3_000 })
-            .uint("per_user_limit", 3)
-            .bool("active", active)
-            .finish();
+            .str("seller_id", &s.id);
+        campaign_definition(&mut o, campaign, &s.campaigns[campaign]);
+        o.bool("active", active).finish();
     }
 
     fn issue(&mut self, seller: usize, campaign: usize, out: &mut Vec<u8>) {
@@ -459,6 +438,27 @@ impl Workload {
             _ => "[1,2,3]".to_owned(),
         };
         out.extend_from_slice(text.as_bytes());
+    }
+}
+
+/// The definition of campaign number `index` of its seller: every field of a
+/// `campaign` event but the envelope and `active`. The setup event and every
+/// later update write it here, whole, because a `campaign` event replaces
+/// the whole definition: an update that left out `ttl_ms` or
+/// `discount_budget_cents` would silently drop that rule.
+fn campaign_definition(o: &mut JsonObject<'_>, index: usize, c: &CampaignModel) {
+    o.str("campaign_id", &c.id)
+        .uint("budget", c.budget)
+        .uint("valid_from", START_TS - 86_400_000)
+        .uint("valid_until", START_TS + 30 * 86_400_000)
+        .uint("discount_cents", 500 * (index as u64 + 2))
+        .uint("min_order_cents", if index == 0 { 0 } else { 3_000 })
+        .uint("per_user_limit", 3);
+    if index == 1 {
+        o.uint("ttl_ms", 1_800_000);
+    }
+    if index == 2 {
+        o.uint("discount_budget_cents", 50_000_000);
     }
 }
 
@@ -608,6 +608,52 @@ mod tests {
         }
         assert_eq!(core.state().campaign("s0", "c0").unwrap().issued(), 20_000);
         assert!(exhausted > 1000, "{exhausted}");
+    }
+
+    /// A `campaign` event replaces the whole definition, so every update
+    /// must restate what the setup event defined, `active` aside.
+    #[test]
+    fn campaign_updates_restate_the_whole_definition() {
+        let mut w = Workload::new(WorkloadConfig {
+            sellers: 20,
+            ..WorkloadConfig::default()
+        });
+        let mut definitions: HashMap<(String, String), serde_json::Value> = HashMap::new();
+        let (mut value, mut updates) = (Vec::new(), 0);
+        for _ in 0..100_000 {
+            w.next_into(&mut value);
+            let Ok(mut event) = serde_json::from_slice::<serde_json::Value>(&value) else {
+                continue;
+            };
+            if event["type"] != "campaign" {
+                continue;
+            }
+            let fields = event.as_object_mut().unwrap();
+            for envelope in ["event_id", "ts", "active"] {
+                fields.remove(envelope);
+            }
+            let key = (
+                fields["seller_id"].as_str().unwrap().to_owned(),
+                fields["campaign_id"].as_str().unwrap().to_owned(),
+            );
+            match definitions.get(&key) {
+                None => {
+                    definitions.insert(key, event);
+                }
+                Some(defined) => {
+                    assert_eq!(&event, defined, "update of {key:?}");
+                    updates += 1;
+                }
+            }
+        }
+        assert!(updates > 100, "{updates} updates");
+        let with = |field: &str| {
+            definitions
+                .values()
+                .filter(|d| d.get(field).is_some())
+                .count()
+        };
+        assert!(with("ttl_ms") > 0 && with("discount_budget_cents") > 0);
     }
 
     #[test]

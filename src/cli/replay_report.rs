@@ -20,7 +20,11 @@ impl fmt::Display for StageReport<'_> {
         let per_event = |d: Duration| d.as_secs_f64() * 1e9 / events;
         let cpu = |d: Option<Duration>| {
             d.map_or("cpu n/a".to_owned(), |d| {
-                format!("cpu {:.3} s = {:.0} ns/event", d.as_secs_f64(), per_event(d))
+                format!(
+                    "cpu {:.3} s = {:.0} ns/event",
+                    d.as_secs_f64(),
+                    per_event(d)
+                )
             })
         };
         let Some(stages) = &self.report.stages else {

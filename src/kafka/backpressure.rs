@@ -1,6 +1,8 @@
 //! [`send_waiting`]: enqueue a record, waiting while librdkafka's queue is
 //! full (the broker is slow or away): backpressure, never a dropped record.
-//! Every producer of the crate enqueues through it.
+//! Every producer of the crate enqueues through it; [`send_waiting_until`]
+//! gives up when told to (shutdown, a deadline), so a full queue during a
+//! broker outage never holds a shutdown.
 
 use std::time::Duration;
 
@@ -17,14 +19,27 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// any other error at once.
 pub fn send_waiting<C: ProducerContext>(
     producer: &ThreadedProducer<C>,
+    record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    send_waiting_until(producer, record, &|| false)
+}
+
+/// [`send_waiting`], giving up with the queue-full error once `stop` says
+/// so.
+pub fn send_waiting_until<C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
     mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<(), KafkaError> {
     let mut waited = Duration::ZERO;
     let mut next_warning = WARN_EVERY;
     loop {
         match producer.send(record) {
             Ok(()) => return Ok(()),
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+            Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                if stop() {
+                    return Err(error);
+                }
                 record = back;
                 if waited >= next_warning {
                     warn!(

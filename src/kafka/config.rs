@@ -1,11 +1,30 @@
 //! [`KafkaConfig`]: where the processor reads and writes, and the librdkafka
-//! settings of its consumer and producer. Users' `-X key=value` properties
-//! are applied last, so TLS, SASL and any tuning pass straight through.
+//! settings of its consumer and producer. Every default is written once,
+//! here: [`KafkaConfig::new`] applies them and the `run` flags show them.
+//! Users' `-X key=value` properties are applied last, so TLS, SASL and any
+//! tuning pass straight through.
 
 use rdkafka::ClientConfig;
 
+use crate::kafka::topics::StateTopicPolicy;
+
+/// The contract's topics and the consumer group of `run`.
+pub const GROUP_ID_DEFAULT: &str = "coupon-stream";
+pub const INPUT_TOPIC_DEFAULT: &str = "coupon-events";
+pub const OUTPUT_TOPIC_DEFAULT: &str = "coupon-decisions";
+pub const DLQ_TOPIC_DEFAULT: &str = "coupon-events-dlq";
+pub const STATE_TOPIC_DEFAULT: &str = "coupon-state";
+pub const BATCH_MESSAGES_MAX_DEFAULT: usize = 10_000;
+pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+pub const SNAPSHOT_INTERVAL_MS_DEFAULT: u64 = 60_000;
+pub const RESTORE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+pub const RESTORE_THREADS_DEFAULT: usize = 4;
+pub const TOPIC_WAIT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
+
 /// What a crash, restart or rebalance may do to the output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Guarantee {
     /// Idempotent producer; input offsets are committed after the broker
@@ -24,6 +43,16 @@ impl Guarantee {
         match self {
             Guarantee::AtLeastOnce => "at-least-once",
             Guarantee::ExactlyOnce => "exactly-once",
+        }
+    }
+
+    /// How often offsets are committed unless configured otherwise.
+    pub fn commit_interval_ms_default(self) -> u64 {
+        match self {
+            Guarantee::AtLeastOnce => 1_000,
+            // As Kafka Streams under exactly-once: read_committed readers
+            // see decisions only when their transaction commits.
+            Guarantee::ExactlyOnce => 100,
         }
     }
 }
@@ -50,8 +79,14 @@ pub struct KafkaConfig {
     /// How often each partition's state is snapshotted; 0 turns durable
     /// state off (no snapshots, no restore: a new owner starts empty).
     pub snapshot_interval_ms: u64,
-    /// Longest time to read one partition's snapshot on assignment.
+    /// Longest time to restore one assigned partition.
     pub restore_timeout_ms: u64,
+    /// Threads restoring assigned partitions in parallel.
+    pub restore_threads: usize,
+    /// How the state topic is created and checked at start-up.
+    pub state_topic_policy: StateTopicPolicy,
+    /// Longest wait at start-up for the topics to exist.
+    pub topic_wait_timeout_ms: u64,
     /// The consumer's `session.timeout.ms`: how long a dead member keeps
     /// its partitions.
     pub session_timeout_ms: u64,
@@ -66,6 +101,34 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// Every setting at its default, against `brokers` under `guarantee`:
+    /// the one place the defaults are assembled. Callers change what they
+    /// need with struct update syntax (`KafkaConfig { group_id, ..new }`).
+    pub fn new(brokers: impl Into<String>, guarantee: Guarantee) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.into(),
+            group_id: GROUP_ID_DEFAULT.to_owned(),
+            input_topic: INPUT_TOPIC_DEFAULT.to_owned(),
+            output_topic: OUTPUT_TOPIC_DEFAULT.to_owned(),
+            dlq_topic: DLQ_TOPIC_DEFAULT.to_owned(),
+            verify_partitioning: true,
+            properties: Vec::new(),
+            batch_messages_max: BATCH_MESSAGES_MAX_DEFAULT,
+            commit_interval_ms: guarantee.commit_interval_ms_default(),
+            drain_timeout_ms: DRAIN_TIMEOUT_MS_DEFAULT,
+            state_topic: STATE_TOPIC_DEFAULT.to_owned(),
+            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS_DEFAULT,
+            restore_timeout_ms: RESTORE_TIMEOUT_MS_DEFAULT,
+            restore_threads: RESTORE_THREADS_DEFAULT,
+            state_topic_policy: StateTopicPolicy::default(),
+            topic_wait_timeout_ms: TOPIC_WAIT_TIMEOUT_MS_DEFAULT,
+            session_timeout_ms: SESSION_TIMEOUT_MS_DEFAULT,
+            guarantee,
+            transactional_id: default_transactional_id(GROUP_ID_DEFAULT, &[]),
+            transaction_timeout_ms: TRANSACTION_TIMEOUT_MS_DEFAULT,
+        }
+    }
+
     pub fn consumer_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
@@ -141,6 +204,24 @@ impl KafkaConfig {
     }
 }
 
+/// A `transactional.id` unique per live instance: the static member id
+/// when there is one (stable across restarts, so a restart aborts its
+/// predecessor's transaction at once), else host and process id (a restart
+/// in a container keeps both; elsewhere the predecessor's transaction is
+/// aborted by the broker after `transaction.timeout.ms`).
+pub fn default_transactional_id(group: &str, properties: &[(String, String)]) -> String {
+    if let Some((_, instance)) = properties.iter().find(|(k, _)| k == "group.instance.id") {
+        return format!("{group}-{instance}");
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{group}-{host}-{}", std::process::id())
+}
+
 /// Parses one `-X key=value` librdkafka property.
 pub fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
@@ -166,26 +247,12 @@ mod tests {
         assert!(parse_property("novalue").is_err());
         assert!(parse_property("=x").is_err());
         let config = KafkaConfig {
-            brokers: "b:9092".into(),
-            group_id: "g".into(),
-            input_topic: "in".into(),
-            output_topic: "out".into(),
-            dlq_topic: "dlq".into(),
-            verify_partitioning: true,
             properties: vec![
                 ("linger.ms".into(), "20".into()),
                 ("auto.offset.reset".into(), "latest".into()),
             ],
-            batch_messages_max: 1000,
-            commit_interval_ms: 1000,
-            drain_timeout_ms: 1000,
-            state_topic: "state".into(),
-            snapshot_interval_ms: 60_000,
-            restore_timeout_ms: 60_000,
-            session_timeout_ms: 10_000,
-            guarantee: Guarantee::AtLeastOnce,
             transactional_id: "g-host-1".into(),
-            transaction_timeout_ms: 10_000,
+            ..KafkaConfig::new("b:9092", Guarantee::AtLeastOnce)
         };
         assert_eq!(config.producer_config().get("linger.ms"), Some("20"));
         assert_eq!(
@@ -202,7 +269,7 @@ mod tests {
         );
         let eos = KafkaConfig {
             guarantee: Guarantee::ExactlyOnce,
-            ..config
+            ..config.clone()
         };
         assert_eq!(
             eos.decision_producer_config().get("transactional.id"),
@@ -213,5 +280,27 @@ mod tests {
             Some("10000")
         );
         assert_eq!(eos.producer_config().get("transactional.id"), None);
+        assert_eq!(
+            config.consumer_config().get("session.timeout.ms"),
+            Some("10000")
+        );
+    }
+
+    #[test]
+    fn defaults_follow_the_guarantee() {
+        let at_least_once = KafkaConfig::new("b:9092", Guarantee::AtLeastOnce);
+        let exactly_once = KafkaConfig::new("b:9092", Guarantee::ExactlyOnce);
+        assert_eq!(at_least_once.commit_interval_ms, 1_000);
+        assert_eq!(exactly_once.commit_interval_ms, 100);
+        assert_eq!(exactly_once.input_topic, "coupon-events");
+        assert!(exactly_once.transactional_id.starts_with("coupon-stream-"));
+    }
+
+    #[test]
+    fn a_static_member_names_its_transactions() {
+        let properties = [("group.instance.id".to_owned(), "pod-3".to_owned())];
+        assert_eq!(default_transactional_id("g", &properties), "g-pod-3");
+        let pid = std::process::id().to_string();
+        assert!(default_transactional_id("g", &[]).ends_with(&pid));
     }
 }

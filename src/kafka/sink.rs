@@ -15,7 +15,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::kafka::backpressure::send_waiting;
+use crate::kafka::backpressure::send_waiting_until;
 use crate::kafka::config::KafkaConfig;
 use crate::ops::health::Health;
 use crate::ops::telemetry;
@@ -199,8 +199,11 @@ impl DecisionSink {
 
     /// Enqueues a record, waiting while librdkafka's queue is full (the
     /// broker is slow or away): backpressure, never a dropped decision.
+    /// Gives up once the processor is stopping, so a shutdown is not held
+    /// by a full queue.
     fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
-        send_waiting(&self.producer, record)
+        let health = &self.producer.context().health;
+        send_waiting_until(&self.producer, record, &|| health.is_stopping())
     }
 
     /// Waits until every enqueued record is acknowledged or `timeout` passes.

@@ -1,56 +1,12 @@
-//! Snapshots encoded off the hot path: a copy-on-write image of the state
-//! taken with `fork()`, encoded by the child process, as Redis `BGSAVE`
-//! does.
-//!
-//! The issue asked that a snapshot stall the processing loop for a few
-//! milliseconds at most, whatever the state's size, while staying an exact
-//! image of the state after input offset `next_offset - 1` (restore plus
-//! replay relies on that). Encoding 10 million coupons takes 0.4 to 0.5 s,
-//! so the encoding has to happen elsewhere, on a frozen copy. Two ways to
-//! get that copy were weighed:
-//!
-//! - Copy-on-write data structures (chunks behind `Arc` with
-//!   `Arc::make_mut`, persistent maps): the loop would clone the state in
-//!   O(chunks). The ledger and interner chunks could do it, but the user and
-//!   order interners' lookup tables, per-user holdings and the duplicate
-//!   window are large `hashbrown` tables written at random on every event;
-//!   making them persistent (HAMTs) costs a pointer chase and an allocation
-//!   per write on the hot path, and rewrites most of `state/`.
-//! - `fork()` (chosen): the kernel makes the copy. The loop thread calls
-//!   `fork()` while holding the partition table lock, so the child's image
-//!   is exactly the state at each partition's `next_offset`; the stall is
-//!   the page-table copy, cheap with jemalloc's transparent huge pages (one
-//!   entry per 2 MiB). The state's code stays as it is, and the bytes are
-//!   [`snapshot::encode`]'s, byte for byte. Measured in README,
-//!   "Snapshots and restore".
-//!
-//! The process is multi-threaded (librdkafka, tokio, partition workers), so
-//! the child runs nothing that could need a lock another thread held at the
-//! fork: it blocks every signal, asks to be killed when its parent dies,
-//! runs the pure encoder, writes length-prefixed bytes to a pipe with
-//! `write(2)` and leaves with `_exit(2)` on every path, a caught panic
-//! included. No logging, no metrics, no `std::io` handles. Allocation is
-//! safe: jemalloc registers `pthread_atfork` handlers that take and
-//! release its locks around the fork (checked in the built
-//! `libjemalloc.a`: `jemalloc.o` references `pthread_atfork`), and glibc's
-//! malloc does the same inside `fork()`. One thing stays that cannot be
-//! ruled out: a panic in the child runs the panic hook, which may take the
-//! stderr lock; the parent's silence timeout covers that, as it covers any
-//! other hang: a child that sends nothing for the given time is killed with
-//! `SIGKILL`, reaped, and reported as an error, never waited on forever.
-//!
-//! Costs: while the child lives, each page the parent writes is copied on
-//! the first write (4 KiB: since Linux 5.8 a write to a shared huge page
-//! splits it rather than copying 2 MiB), and the child holds its encoded
-//! bytes. Memory can grow towards twice the state in the worst case (every
-//! page written during the encoding); the caller runs at most one child at
-//! a time, and [`Encoding::collect`] reads the bytes as they come and reaps
-//! the child as soon as the last one arrived, so the window is the encoding
-//! time. The child is reaped in [`Encoding::collect`], or killed and
-//! reaped when an [`Encoding`] is dropped uncollected.
-//!
-//! Linux only (`prctl`, `pipe2`); elsewhere [`start`] encodes on the
-//! calling thread, as the processor did before.
+//! Snapshots encoded off the hot path, as Redis `BGSAVE` does: the loop
+//! thread forks while holding the partition table lock, so the child's
+//! copy-on-write image is exactly the state at each partition's
+//! `next_offset`, and the child runs [`snapshot::encode`] while the loop
+//! goes on; the loop waits for the page-table copy only (why fork, and its
+//! costs: docs/DESIGN.md). The process is multi-threaded, so the child only
+//! encodes, writes length-prefixed bytes to a pipe and `_exit`s, with every
+//! signal blocked; a silent child is killed and reaped, never waited on
+//! forever. Linux only; elsewhere [`start`] encodes on the calling thread.
 
 use thiserror::Error;
 

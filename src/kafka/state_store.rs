@@ -3,7 +3,7 @@
 //! machine can restore a partition it is assigned, with no local disk.
 //!
 //! Partition `p` of the input is stored in partition `p` of the state topic
-//! (the two topics have the same partition count). A snapshot is the
+//! (which has at least as many partitions as the input). A snapshot is the
 //! encoded state after deciding every input offset below `next_offset`,
 //! split into chunks of at most [`CHUNK_BYTES`] under the keys
 //! `p/next_offset/i`; a manifest under the key `p`, produced only after
@@ -14,22 +14,27 @@
 //! partition.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::kafka::backpressure::send_waiting;
+use crate::kafka::backpressure::send_waiting_until;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::delivery_errors::DeliveryErrors;
+use crate::kafka::reader::{PartitionReader, Range, ReadError};
+use rdkafka::error::KafkaError;
 
 /// Largest chunk value: below Kafka's default 1 MB record limit.
 pub const CHUNK_BYTES: usize = 512 * 1024;
+
+/// Largest snapshot a restore accepts, and the most chunk bytes it buffers
+/// while reading a partition of the state topic: what the topic says is
+/// checked against it before anything is allocated. 10 million coupons
+/// take about 100 MiB.
+pub const SNAPSHOT_BYTES_MAX: u64 = 4 << 30;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -46,18 +51,8 @@ pub enum StoreError {
         failed: u64,
         first: String,
     },
-    #[error("reading state topic {topic} partition {partition}: {source}")]
-    Read {
-        topic: String,
-        partition: i32,
-        source: KafkaError,
-    },
-    #[error("reading state topic {topic} partition {partition} took longer than {timeout:?}")]
-    Timeout {
-        topic: String,
-        partition: i32,
-        timeout: Duration,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("snapshot of partition {partition} at offset {next_offset} is damaged: {why}")]
     Damaged {
         partition: i32,
@@ -77,29 +72,9 @@ pub struct Manifest {
     pub checksum: u64,
 }
 
-/// A reader's context: end-of-partition is how a restore knows it has read
-/// everything, not an error worth a log line.
-pub struct ReaderContext;
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let end_of_partition = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !end_of_partition {
-            tracing::warn!(message = "State reader error; librdkafka retries.", %error, reason);
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for ReaderContext {}
-
 pub struct SnapshotStore {
     topic: String,
     producer: ThreadedProducer<DeliveryErrors>,
-    reader: ClientConfig,
-    timeout: Duration,
 }
 
 impl SnapshotStore {
@@ -110,42 +85,36 @@ impl SnapshotStore {
             .set("linger.ms", "5")
             // A snapshot that cannot be written in time fails and is retried
             // at the next interval; the previous one stays in force.
-            .set("message.timeout.ms", "120000");
+            .set("message.timeout.ms", "120000")
+            // This producer's statistics feed nothing.
+            .set("statistics.interval.ms", "0");
         let producer = producer
             .create_with_context(DeliveryErrors::default())
             .map_err(|source| StoreError::Client {
                 client: "producer",
                 source,
             })?;
-        let mut reader = ClientConfig::new();
-        reader
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", format!("{}-state-restore", config.group_id))
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "10")
-            .set("queued.max.messages.kbytes", "262144");
-        for (k, v) in &config.properties {
-            reader.set(k, v);
-        }
         Ok(SnapshotStore {
             topic: config.state_topic.clone(),
             producer,
-            reader,
-            timeout: Duration::from_millis(config.restore_timeout_ms),
         })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Writes a snapshot of `partition` covering inputs below
     /// `next_offset`, and returns its manifest once the broker has
-    /// acknowledged it. `previous` (the last manifest written) gets its
-    /// chunks tombstoned afterwards.
+    /// acknowledged it, or fails at `deadline`. `previous` (the last
+    /// manifest written) gets its chunks tombstoned afterwards.
     pub fn save(
         &self,
         partition: i32,
         next_offset: i64,
         bytes: &[u8],
         previous: Option<&Manifest>,
+        deadline: Instant,
     ) -> Result<Manifest, StoreError> {
         let chunks: Vec<&[u8]> = bytes.chunks(CHUNK_BYTES).collect();
         for (i, chunk) in chunks.iter().enumerate() {
@@ -155,9 +124,10 @@ impl SnapshotStore {
                     .partition(partition)
                     .key(key.as_bytes())
                     .payload(*chunk),
+                deadline,
             )?;
         }
-        self.flush()?;
+        self.flush(deadline)?;
         let manifest = Manifest {
             partition,
             next_offset,
@@ -172,8 +142,9 @@ impl SnapshotStore {
                 .partition(partition)
                 .key(key.as_bytes())
                 .payload(value.as_slice()),
+            deadline,
         )?;
-        self.flush()?;
+        self.flush(deadline)?;
         if let Some(previous) = previous.filter(|p| p.next_offset != next_offset) {
             for i in 0..previous.chunks {
                 let key = chunk_key(partition, previous.next_offset, i);
@@ -181,23 +152,30 @@ impl SnapshotStore {
                     BaseRecord::<[u8], [u8]>::to(&self.topic)
                         .partition(partition)
                         .key(key.as_bytes()),
+                    deadline,
                 )?;
             }
-            self.flush()?;
+            self.flush(deadline)?;
         }
         Ok(manifest)
     }
 
-    fn send(&self, record: BaseRecord<'_, [u8], [u8]>) -> Result<(), StoreError> {
-        send_waiting(&self.producer, record).map_err(|source| StoreError::Produce {
-            topic: self.topic.clone(),
-            source,
-        })
+    fn send(
+        &self,
+        record: BaseRecord<'_, [u8], [u8]>,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        send_waiting_until(&self.producer, record, &|| Instant::now() >= deadline).map_err(
+            |source| StoreError::Produce {
+                topic: self.topic.clone(),
+                source,
+            },
+        )
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    fn flush(&self, deadline: Instant) -> Result<(), StoreError> {
         self.producer
-            .flush(Duration::from_secs(120))
+            .flush(deadline.saturating_duration_since(Instant::now()))
             .map_err(|source| StoreError::Produce {
                 topic: self.topic.clone(),
                 source,
@@ -211,90 +189,160 @@ impl SnapshotStore {
         }
         Ok(())
     }
+}
 
-    /// The latest complete snapshot of `partition`, if any: its manifest
-    /// and its bytes, checksum verified.
-    pub fn load(&self, partition: i32) -> Result<Option<(Manifest, Vec<u8>)>, StoreError> {
-        let read_error = |source| StoreError::Read {
-            topic: self.topic.clone(),
+/// The latest complete snapshot of `partition` in state topic `topic`, if
+/// any: its manifest and its bytes, checksum verified. Reads the whole
+/// partition with `reader` until `deadline` or `stop`.
+pub fn load(
+    reader: &PartitionReader,
+    topic: &str,
+    partition: i32,
+    deadline: Instant,
+    stop: &dyn Fn() -> bool,
+) -> Result<Option<(Manifest, Vec<u8>)>, StoreError> {
+    let mut snapshot = Assembler::new(partition);
+    let everything = Range {
+        from: None,
+        until: None,
+    };
+    reader.read(topic, partition, everything, deadline, stop, |m| {
+        snapshot.record(m.key(), m.payload())
+    })?;
+    snapshot.finish()
+}
+
+/// Collects a snapshot from the records of one state partition, in offset
+/// order. Every size it is given is checked against [`CHUNK_BYTES`] and
+/// [`SNAPSHOT_BYTES_MAX`] before it is used.
+#[derive(Debug)]
+pub struct Assembler {
+    partition: i32,
+    manifest_key: String,
+    chunk_prefix: String,
+    manifest: Option<Manifest>,
+    /// next_offset -> chunk index -> bytes, for snapshots not older than
+    /// the current manifest.
+    chunks: BTreeMap<i64, BTreeMap<u32, Vec<u8>>>,
+    /// Bytes held in `chunks`.
+    buffered: u64,
+    /// The first record that broke a limit.
+    damaged: Option<StoreError>,
+}
+
+impl Assembler {
+    pub fn new(partition: i32) -> Assembler {
+        Assembler {
             partition,
-            source,
+            manifest_key: partition.to_string(),
+            chunk_prefix: format!("{partition}/"),
+            manifest: None,
+            chunks: BTreeMap::new(),
+            buffered: 0,
+            damaged: None,
+        }
+    }
+
+    /// Takes the next record of the state partition.
+    pub fn record(&mut self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        if self.damaged.is_some() {
+            return;
+        }
+        let Some(key) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            return;
         };
-        let consumer: BaseConsumer<ReaderContext> = self
-            .reader
-            .create_with_context(ReaderContext)
-            .map_err(read_error)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, partition, Offset::Beginning)
-            .map_err(read_error)?;
-        consumer.assign(&tpl).map_err(read_error)?;
-        let manifest_key = partition.to_string();
-        let chunk_prefix = format!("{partition}/");
-        let mut manifest: Option<Manifest> = None;
-        // next_offset -> chunk index -> bytes, for snapshots not older than
-        // the current manifest.
-        let mut chunks: BTreeMap<i64, BTreeMap<u32, Vec<u8>>> = BTreeMap::new();
-        let started = Instant::now();
-        loop {
-            if started.elapsed() > self.timeout {
-                return Err(StoreError::Timeout {
-                    topic: self.topic.clone(),
-                    partition,
-                    timeout: self.timeout,
-                });
+        if key == self.manifest_key {
+            if let Some(found) = value.and_then(|v| serde_json::from_slice::<Manifest>(v).ok()) {
+                self.chunks.retain(|&offset, _| offset >= found.next_offset);
+                self.buffered = self
+                    .chunks
+                    .values()
+                    .flat_map(|c| c.values())
+                    .map(|v| v.len() as u64)
+                    .sum();
+                self.manifest = Some(found);
             }
-            let m = match consumer.poll(Duration::from_millis(100)) {
-                None => continue,
-                Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
-                Some(Err(KafkaError::PartitionEOF(_))) => continue,
-                Some(Err(source)) => return Err(read_error(source)),
-                Some(Ok(m)) => m,
-            };
-            let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                continue;
-            };
-            if key == manifest_key {
-                let Some(found) = m
-                    .payload()
-                    .and_then(|v| serde_json::from_slice::<Manifest>(v).ok())
-                else {
-                    continue;
-                };
-                chunks.retain(|&offset, _| offset >= found.next_offset);
-                manifest = Some(found);
-            } else if let Some((offset, index)) = key
-                .strip_prefix(&chunk_prefix)
-                .and_then(|rest| rest.split_once('/'))
-                .and_then(|(o, i)| Some((o.parse::<i64>().ok()?, i.parse::<u32>().ok()?)))
-            {
-                if manifest.as_ref().is_some_and(|m| offset < m.next_offset) {
-                    continue;
-                }
-                match m.payload() {
-                    Some(value) => {
-                        chunks
-                            .entry(offset)
-                            .or_default()
-                            .insert(index, value.to_vec());
-                    }
-                    None => {
-                        if let Some(c) = chunks.get_mut(&offset) {
-                            c.remove(&index);
-                        }
-                    }
-                }
+            return;
+        }
+        let Some((offset, index)) = key
+            .strip_prefix(&self.chunk_prefix)
+            .and_then(|rest| rest.split_once('/'))
+            .and_then(|(o, i)| Some((o.parse::<i64>().ok()?, i.parse::<u32>().ok()?)))
+        else {
+            return;
+        };
+        if self
+            .manifest
+            .as_ref()
+            .is_some_and(|m| offset < m.next_offset)
+        {
+            return;
+        }
+        match value {
+            Some(value) => self.chunk(offset, index, value),
+            None => {
+                let removed = self.chunks.get_mut(&offset).and_then(|c| c.remove(&index));
+                self.buffered -= removed.map_or(0, |v| v.len() as u64);
             }
         }
-        let Some(manifest) = manifest else {
+    }
+
+    fn chunk(&mut self, offset: i64, index: u32, value: &[u8]) {
+        let len = value.len() as u64;
+        if value.len() > CHUNK_BYTES || self.buffered + len > SNAPSHOT_BYTES_MAX {
+            self.damaged = Some(StoreError::Damaged {
+                partition: self.partition,
+                next_offset: offset,
+                why: format!(
+                    "chunk {index} is {len} bytes (at most {CHUNK_BYTES}), with {} bytes of chunks held (at most {SNAPSHOT_BYTES_MAX})",
+                    self.buffered
+                ),
+            });
+            return;
+        }
+        let previous = self
+            .chunks
+            .entry(offset)
+            .or_default()
+            .insert(index, value.to_vec());
+        self.buffered = self.buffered + len - previous.map_or(0, |v| v.len() as u64);
+    }
+
+    /// The current manifest's snapshot, verified; `None` when the
+    /// partition holds no manifest.
+    pub fn finish(mut self) -> Result<Option<(Manifest, Vec<u8>)>, StoreError> {
+        if let Some(damaged) = self.damaged.take() {
+            return Err(damaged);
+        }
+        let Some(manifest) = self.manifest.take() else {
             return Ok(None);
         };
         let damaged = |why: String| StoreError::Damaged {
-            partition,
+            partition: self.partition,
             next_offset: manifest.next_offset,
             why,
         };
-        let mut parts = chunks.remove(&manifest.next_offset).unwrap_or_default();
-        let mut bytes = Vec::with_capacity(usize::try_from(manifest.bytes).unwrap_or(0));
+        let expected_chunks = manifest.bytes.div_ceil(CHUNK_BYTES as u64);
+        if manifest.bytes > SNAPSHOT_BYTES_MAX || u64::from(manifest.chunks) != expected_chunks {
+            return Err(damaged(format!(
+                "the manifest says {} bytes in {} chunks (at most {SNAPSHOT_BYTES_MAX} bytes, {CHUNK_BYTES} per chunk)",
+                manifest.bytes, manifest.chunks
+            )));
+        }
+        let mut parts = self
+            .chunks
+            .remove(&manifest.next_offset)
+            .unwrap_or_default();
+        let held: u64 = parts.values().map(|p| p.len() as u64).sum();
+        if held < manifest.bytes {
+            let missing = (0..manifest.chunks).find(|i| !parts.contains_key(i));
+            return Err(damaged(match missing {
+                Some(i) => format!("chunk {i} of {} is missing", manifest.chunks),
+                None => format!("{held} bytes, the manifest says {}", manifest.bytes),
+            }));
+        }
+        // Bounded by what was read, and checked against the limit above.
+        let mut bytes = Vec::with_capacity(manifest.bytes as usize);
         for i in 0..manifest.chunks {
             let part = parts
                 .remove(&i)
@@ -317,4 +365,95 @@ impl SnapshotStore {
 
 fn chunk_key(partition: i32, next_offset: i64, index: u32) -> String {
     format!("{partition}/{next_offset}/{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(partition: i32, next_offset: i64, bytes: &[u8], chunks: u32) -> Vec<u8> {
+        serde_json::to_vec(&Manifest {
+            partition,
+            next_offset,
+            chunks,
+            bytes: bytes.len() as u64,
+            checksum: xxhash_rust::xxh3::xxh3_64(bytes),
+        })
+        .unwrap()
+    }
+
+    fn feed(assembler: &mut Assembler, key: &str, value: Option<&[u8]>) {
+        assembler.record(Some(key.as_bytes()), value);
+    }
+
+    #[test]
+    fn assembles_the_latest_complete_snapshot() {
+        let old = vec![1u8; 10];
+        let new: Vec<u8> = (0..CHUNK_BYTES + 5).map(|i| i as u8).collect();
+        let mut a = Assembler::new(3);
+        feed(&mut a, "3/10/0", Some(&old));
+        feed(&mut a, "3", Some(&manifest(3, 10, &old, 1)));
+        feed(&mut a, "3/20/0", Some(&new[..CHUNK_BYTES]));
+        feed(&mut a, "3/20/1", Some(&new[CHUNK_BYTES..]));
+        feed(&mut a, "7/20/0", Some(b"another partition's"));
+        feed(&mut a, "3", Some(&manifest(3, 20, &new, 2)));
+        feed(&mut a, "3/10/0", None);
+        // A snapshot cut short by a crash: chunks without a manifest.
+        feed(&mut a, "3/30/0", Some(b"partial"));
+        let (m, bytes) = a.finish().unwrap().unwrap();
+        assert_eq!((m.next_offset, m.chunks), (20, 2));
+        assert_eq!(bytes, new);
+        assert!(Assembler::new(3).finish().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_manifest_cannot_size_an_allocation() {
+        // 2^62 bytes claimed, with the chunk count that would match.
+        let claim = serde_json::to_vec(&Manifest {
+            partition: 0,
+            next_offset: 5,
+            chunks: u32::MAX,
+            bytes: 1 << 62,
+            checksum: 0,
+        })
+        .unwrap();
+        let mut a = Assembler::new(0);
+        feed(&mut a, "0/5/0", Some(b"tiny"));
+        feed(&mut a, "0", Some(&claim));
+        let error = a.finish().unwrap_err().to_string();
+        assert!(error.contains("the manifest says"), "{error}");
+
+        // A plausible size, but the chunks are not there.
+        let mut a = Assembler::new(0);
+        feed(&mut a, "0", Some(&manifest(0, 5, &[0; 100], 1)));
+        assert!(
+            a.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("chunk 0 of 1 is missing")
+        );
+
+        // Chunk count and size disagree.
+        let mut a = Assembler::new(0);
+        feed(&mut a, "0/5/0", Some(&[0; 100]));
+        feed(&mut a, "0", Some(&manifest(0, 5, &[0; 100], 7)));
+        assert!(a.finish().unwrap_err().to_string().contains("7 chunks"));
+    }
+
+    #[test]
+    fn oversized_chunks_and_checksums_are_damage() {
+        let mut a = Assembler::new(0);
+        feed(&mut a, "0/5/0", Some(&vec![0; CHUNK_BYTES + 1]));
+        assert!(
+            a.finish()
+                .unwrap_err()
+                .to_string()
+                .contains("is 524289 bytes")
+        );
+
+        let mut a = Assembler::new(0);
+        feed(&mut a, "0/5/0", Some(b"abc"));
+        feed(&mut a, "0", Some(&manifest(0, 5, b"abd", 1)));
+        assert!(a.finish().unwrap_err().to_string().contains("checksum"));
+    }
 }

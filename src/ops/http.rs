@@ -37,8 +37,14 @@ pub enum QueryAnswer<T> {
     NotFound {
         partition: i32,
     },
-    /// Another instance owns the seller's partition.
+    /// This instance does not own the seller's partition (another one
+    /// does, or it is being handed over).
     NotOwned {
+        partition: i32,
+    },
+    /// This instance owns the seller's partition and is still restoring
+    /// its state.
+    Restoring {
         partition: i32,
     },
     /// The answer is not known yet (no assignment, partition count unknown).
@@ -235,9 +241,17 @@ fn answer<T: Serialize>(answer: QueryAnswer<T>, what: &str) -> Response {
             Some(partition),
         ),
         QueryAnswer::NotOwned { partition } => error(
-            StatusCode::NOT_FOUND,
+            StatusCode::SERVICE_UNAVAILABLE,
             "not_owned",
-            format!("partition {partition}, which holds this seller, is owned by another instance"),
+            format!(
+                "partition {partition}, which holds this seller, is not owned by this instance"
+            ),
+            Some(partition),
+        ),
+        QueryAnswer::Restoring { partition } => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "restoring",
+            format!("partition {partition}, which holds this seller, is restoring its state"),
             Some(partition),
         ),
         QueryAnswer::Unavailable(why) => error(
@@ -249,8 +263,8 @@ fn answer<T: Serialize>(answer: QueryAnswer<T>, what: &str) -> Response {
     }
 }
 
-/// Runs a lookup off the runtime thread: it may wait for the processor to
-/// finish its current batch.
+/// Runs a lookup off the runtime thread: a lookup of an active partition
+/// may wait for the processor to finish its current batch.
 async fn lookup<T: Send + 'static>(
     f: impl FnOnce() -> QueryAnswer<T> + Send + 'static,
 ) -> QueryAnswer<T> {

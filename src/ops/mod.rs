@@ -1,7 +1,8 @@
-//! What operators see of a running processor: the HTTP endpoint
+//! What operators see of and do to a running processor: the HTTP endpoint
 //! (`/metrics`, `/healthz`, `/readyz`, state queries), the health flags it
-//! reports, and the Prometheus metrics.
+//! reports, the Prometheus metrics, and shutdown on SIGTERM.
 
 pub mod health;
 pub mod http;
+pub mod signals;
 pub mod telemetry;

@@ -49,9 +49,12 @@ pub const SNAPSHOT_BYTES: &str = "coupon_stream_snapshot_bytes";
 pub const SNAPSHOT_FAILURES: &str = "coupon_stream_snapshot_failures_total";
 pub const RESTORE_DURATION: &str = "coupon_stream_restore_duration_seconds";
 pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
+pub const INPUT_PARTITIONS: &str = "coupon_stream_input_partitions";
+pub const RESTORING_PARTITIONS: &str = "coupon_stream_restoring_partitions";
+pub const GROUP_REJOINS: &str = "coupon_stream_group_rejoins_total";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 25] = [
+pub const ALL: [&str; 28] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -77,6 +80,9 @@ pub const ALL: [&str; 25] = [
     SNAPSHOT_FAILURES,
     RESTORE_DURATION,
     CAMPAIGNS_EVICTED,
+    INPUT_PARTITIONS,
+    RESTORING_PARTITIONS,
+    GROUP_REJOINS,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -121,6 +127,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
     // Present from the first scrape, before any traffic.
     metrics::gauge!(READY).set(0.0);
     metrics::gauge!(ASSIGNED_PARTITIONS).set(0.0);
+    metrics::gauge!(RESTORING_PARTITIONS).set(0.0);
     for name in [
         DEAD_LETTERS,
         COUPONS_ISSUED,
@@ -132,6 +139,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         BROKER_ERRORS,
         SNAPSHOT_FAILURES,
         CAMPAIGNS_EVICTED,
+        GROUP_REJOINS,
     ] {
         counter!(name).absolute(0);
     }
@@ -166,6 +174,18 @@ fn describe() {
     describe_gauge!(
         ASSIGNED_PARTITIONS,
         "Input partitions assigned to this instance."
+    );
+    describe_gauge!(
+        INPUT_PARTITIONS,
+        "Partitions of the input topic, as this instance last read them."
+    );
+    describe_gauge!(
+        RESTORING_PARTITIONS,
+        "Assigned input partitions whose state is still being restored."
+    );
+    describe_counter!(
+        GROUP_REJOINS,
+        "Times this instance left and rejoined its group because it owned no partition while the group did not own them all."
     );
     describe_gauge!(READY, "1 when /readyz answers ready, else 0.");
     describe_gauge!(
@@ -236,11 +256,7 @@ const REASON_SLOTS: usize = 1 + Rejection::ALL.len() + InvalidReason::ALL.len();
 const DECISION_SLOTS: usize = TYPE_SLOTS * Outcome::ALL.len() * REASON_SLOTS;
 
 /// The slot of a kind of decision in [`BatchTally`]'s counts.
-fn decision_slot(
-    event_type: Option<EventType>,
-    outcome: Outcome,
-    reason: Option<Reason>,
-) -> usize {
+fn decision_slot(event_type: Option<EventType>, outcome: Outcome, reason: Option<Reason>) -> usize {
     let t = event_type.map_or(EventType::ALL.len(), |t| t as usize);
     let r = match reason {
         None => 0,
@@ -563,6 +579,7 @@ mod tests {
             COMMITS,
             BROKER_ERRORS,
             CAMPAIGNS_EVICTED,
+            GROUP_REJOINS,
         ] {
             assert!(counter.ends_with("_total"));
         }
@@ -607,7 +624,10 @@ mod tests {
         // A ts in the future counts as no lag (the first bucket).
         assert_eq!(t.lags.count(), 2);
         assert_eq!(t.lags.buckets[0], 1);
-        assert_eq!(t.lags.buckets[LAG_BUCKETS_MS.partition_point(|&b| b < 500)], 1);
+        assert_eq!(
+            t.lags.buckets[LAG_BUCKETS_MS.partition_point(|&b| b < 500)],
+            1
+        );
         assert_eq!(t.lags.sum_ms, 500);
         let lags_before = EVENT_TIME_LAGS.count();
         t.flush();
@@ -673,7 +693,11 @@ mod tests {
                 None => assert!(seconds > LAG_BUCKETS[LAG_BUCKETS.len() - 1]),
             }
             if bucket > 0 {
-                assert!(seconds > LAG_BUCKETS[bucket - 1], "{lag_ms} ms above le={}", LAG_BUCKETS[bucket - 1]);
+                assert!(
+                    seconds > LAG_BUCKETS[bucket - 1],
+                    "{lag_ms} ms above le={}",
+                    LAG_BUCKETS[bucket - 1]
+                );
             }
         }
         let histogram = LagHistogram {
@@ -689,12 +713,30 @@ mod tests {
         let mut text = String::new();
         histogram.render(&mut text);
         let name = EVENT_TIME_LAG;
-        assert!(text.contains(&format!("# TYPE {name} histogram\n")), "{text}");
-        assert!(text.contains(&format!("{name}_bucket{{le=\"0.001\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("{name}_bucket{{le=\"0.0025\"}} 2\n")), "{text}");
-        assert!(text.contains(&format!("{name}_bucket{{le=\"0.005\"}} 6\n")), "{text}");
-        assert!(text.contains(&format!("{name}_bucket{{le=\"600\"}} 6\n")), "{text}");
-        assert!(text.contains(&format!("{name}_bucket{{le=\"+Inf\"}} 8\n")), "{text}");
+        assert!(
+            text.contains(&format!("# TYPE {name} histogram\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"0.001\"}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"0.0025\"}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"0.005\"}} 6\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"600\"}} 6\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{name}_bucket{{le=\"+Inf\"}} 8\n")),
+            "{text}"
+        );
         assert!(text.contains(&format!("{name}_sum 1400.012\n")), "{text}");
         assert!(text.ends_with(&format!("{name}_count 8\n")), "{text}");
     }

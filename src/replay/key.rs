@@ -298,8 +298,14 @@ mod tests {
             (r#"{"type":"redeem","seller_id":"s1","ts":1}"#, Some("s1")),
             (r#" { "seller_id" : "s 2" } "#, Some("s 2")),
             (r#"{"seller_id":""}"#, Some("")),
-            (r#"{"a":{"seller_id":"inner"},"seller_id":"outer"}"#, Some("outer")),
-            (r#"{"seller_id":"outer","a":{"seller_id":"inner"}}"#, Some("outer")),
+            (
+                r#"{"a":{"seller_id":"inner"},"seller_id":"outer"}"#,
+                Some("outer"),
+            ),
+            (
+                r#"{"seller_id":"outer","a":{"seller_id":"inner"}}"#,
+                Some("outer"),
+            ),
             (r#"{"a":["seller_id",{"seller_id":"x"}]}"#, None),
             (r#"{"a":"\"seller_id\":\"x\""}"#, None),
             (r#"{"seller_id":"first","seller_id":"last"}"#, Some("last")),
@@ -357,10 +363,7 @@ mod tests {
     #[test]
     fn escaped_keys_and_values_fall_back_to_the_decoder() {
         // Valid JSON with escapes: the decoder's reading.
-        assert_eq!(
-            light_scan(br#"{"seller_id":"s\u0031"}"#),
-            Scan::Escaped
-        );
+        assert_eq!(light_scan(br#"{"seller_id":"s\u0031"}"#), Scan::Escaped);
         // Malformed with escapes: the decoder reads nothing.
         assert_eq!(key(r#"{"seller_id":"s\u0031",}"#), None);
     }
@@ -390,11 +393,8 @@ mod tests {
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
-                prop::collection::vec(
-                    (prop_oneof!["seller_id", "[a-z_]{1,9}"], inner),
-                    0..4
-                )
-                .prop_map(|members| serde_json::Value::Object(members.into_iter().collect())),
+                prop::collection::vec((prop_oneof!["seller_id", "[a-z_]{1,9}"], inner), 0..4)
+                    .prop_map(|members| serde_json::Value::Object(members.into_iter().collect())),
             ]
         })
     }

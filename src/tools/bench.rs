@@ -206,6 +206,7 @@ fn run_one(
     let input = format!("{run_id}-events");
     let output = format!("{run_id}-decisions");
     let dlq = format!("{run_id}-dlq");
+    // The processor creates its state topic (compacted) itself.
     let state = format!("{run_id}-state");
     ensure_topics(
         brokers,
@@ -214,7 +215,6 @@ fn run_one(
             (&input, options.partitions),
             (&output, options.partitions),
             (&dlq, options.partitions),
-            (&state, options.partitions),
         ],
         Duration::from_secs(30),
     )?;
@@ -604,11 +604,27 @@ fn parse_stat(stat: &str) -> Option<(String, f64)> {
 mod tests {
     use super::*;
 
+    /// After this thread has burned CPU, `/proc` reports some for the
+    /// process (the parser finds the fields), and a resident set above
+    /// the 64 MiB just touched.
     #[test]
     fn reads_this_process_usage() {
+        let touched = vec![1u8; 64 << 20];
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while child_usage(std::process::id()).0 < 0.05 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no CPU time reported"
+            );
+            for i in 0..1_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
         let (cpu, rss) = child_usage(std::process::id());
-        assert!(cpu >= 0.0);
-        assert!(rss > 1 << 20, "{rss}");
+        assert!(cpu < 3600.0, "{cpu}");
+        assert!(rss > 64 << 20, "{rss}");
+        assert_eq!(std::hint::black_box(&touched)[touched.len() - 1], 1);
     }
 
     #[test]
@@ -643,12 +659,19 @@ mod tests {
         let threads = cpu_by_thread(std::process::id(), cpu);
         release.send(()).unwrap();
         spin.join().unwrap();
-        let spinner = threads.iter().find(|t| t.name == "bench-test-spin").unwrap();
+        let spinner = threads
+            .iter()
+            .find(|t| t.name == "bench-test-spin")
+            .unwrap();
         assert_eq!(spinner.threads, 1);
         assert!(spinner.cpu_seconds >= 0.3, "{threads:?}");
         assert!(cpu >= spinner.cpu_seconds, "{threads:?}");
         assert!(threads.iter().any(|t| t.name == "(exited threads)"));
-        assert!(threads.windows(2).all(|w| w[0].cpu_seconds >= w[1].cpu_seconds));
+        assert!(
+            threads
+                .windows(2)
+                .all(|w| w[0].cpu_seconds >= w[1].cpu_seconds)
+        );
     }
 
     #[test]
@@ -688,7 +711,9 @@ mod tests {
 
     #[test]
     fn latency_leaves_the_warm_up_out_when_enough_came_after() {
-        let all: Vec<u64> = (0..20_000).map(|i| if i < 10_000 { 900_000 } else { 5_000 }).collect();
+        let all: Vec<u64> = (0..20_000)
+            .map(|i| if i < 10_000 { 900_000 } else { 5_000 })
+            .collect();
         let steady = vec![5_000; 10_000];
         let latency = read_back_with(&all, &steady).latency_ms(20_000).unwrap();
         assert!(latency.warm_up_excluded);

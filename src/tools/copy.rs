@@ -39,8 +39,11 @@ pub fn copy(
     health: Arc<Health>,
     shutdown: &AtomicBool,
 ) -> Result<u64, ProcessorError> {
+    // Statistics feed nothing here (and librdkafka's default context would
+    // log them at INFO).
     let producer: ThreadedProducer<DefaultProducerContext> = config
         .producer_config()
+        .set("statistics.interval.ms", "0")
         .create()
         .map_err(|source| ProcessorError::Client {
             client: "producer",
@@ -48,6 +51,7 @@ pub fn copy(
         })?;
     let consumer: BaseConsumer<CopyContext> = config
         .consumer_config()
+        .set("statistics.interval.ms", "0")
         .create_with_context(CopyContext {
             health: Arc::clone(&health),
         })

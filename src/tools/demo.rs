@@ -109,7 +109,6 @@ pub fn run_demo(
             (INPUT, options.partitions),
             (OUTPUT, options.partitions),
             (DLQ, options.partitions),
-            (STATE, options.partitions),
         ],
         TOPIC_TIMEOUT,
     )?;
@@ -118,26 +117,16 @@ pub fn run_demo(
         crate::ops::telemetry::install().map_err(|e| DemoError::Metrics(e.to_string()))?;
     let health = Arc::new(Health::default());
     let kafka = KafkaConfig {
-        brokers: brokers.clone(),
         group_id: "coupon-stream-demo".to_owned(),
         input_topic: INPUT.to_owned(),
         output_topic: OUTPUT.to_owned(),
         dlq_topic: DLQ.to_owned(),
-        verify_partitioning: true,
-        properties: options.properties.clone(),
-        batch_messages_max: 10_000,
-        commit_interval_ms: match options.guarantee {
-            Guarantee::AtLeastOnce => 1_000,
-            Guarantee::ExactlyOnce => 100,
-        },
-        drain_timeout_ms: 30_000,
         state_topic: STATE.to_owned(),
+        properties: options.properties.clone(),
+        // A demo runs for seconds, not hours: snapshots show in the metrics.
         snapshot_interval_ms: 10_000,
-        restore_timeout_ms: 300_000,
-        session_timeout_ms: 10_000,
-        guarantee: options.guarantee,
         transactional_id: format!("coupon-stream-demo-{}", std::process::id()),
-        transaction_timeout_ms: 10_000,
+        ..KafkaConfig::new(brokers.clone(), options.guarantee)
     };
     let processor = Processor::new(kafka, options.core, Arc::clone(&health));
     let progress = processor.progress();

@@ -1,7 +1,8 @@
-//! Produces generated traffic ([`Workload`]) to a topic, keyed by seller id
-//! with Kafka's murmur2 partitioner, as upstream checkout services must:
-//! the load generator of `coupon-stream loadgen`.
+//! The load generator of `coupon-stream loadgen`: writes generated traffic
+//! ([`Workload`]) as JSON lines, or produces it to a topic keyed by seller
+//! id with Kafka's murmur2 partitioner, as upstream checkout services must.
 
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,25 @@ pub enum LoadError {
 pub struct LoadSummary {
     pub events: u64,
     pub seconds: f64,
+}
+
+/// Writes `events` events from `workload` to `out`, one JSON value a line,
+/// in blocks of about 1 MiB.
+pub fn write_lines(workload: &mut Workload, events: u64, out: &mut dyn Write) -> io::Result<()> {
+    const BLOCK_BYTES: usize = 1 << 20;
+    let mut value = Vec::with_capacity(512);
+    let mut block = Vec::with_capacity(BLOCK_BYTES);
+    for _ in 0..events {
+        workload.next_into(&mut value);
+        block.extend_from_slice(&value);
+        block.push(b'\n');
+        if block.len() >= BLOCK_BYTES {
+            out.write_all(&block)?;
+            block.clear();
+        }
+    }
+    out.write_all(&block)?;
+    out.flush()
 }
 
 /// Produces `events` events from `workload` to `topic`, at most `rate`

@@ -16,8 +16,10 @@ use crate::state::holdings::Holdings;
 #[derive(Debug)]
 pub struct Campaign {
     pub definition: CampaignDefinition,
-    /// Sum of the discounts of the currently redeemed coupons.
-    pub discount_spent_cents: u64,
+    /// Sum of the discounts of the currently redeemed coupons (and of those
+    /// redeemed when retention dropped an earlier incarnation): exact, see
+    /// `state::partition_state`.
+    pub discount_spent_cents: u128,
     /// Coupons of this campaign issued to each user (interned id).
     holdings: Holdings,
     pub coupons: CouponLedger,
@@ -32,7 +34,7 @@ pub struct Tombstone {
     pub issued: u64,
     /// Discount of the coupons redeemed when the campaign was dropped; they
     /// can no longer be released, so it stays spent.
-    pub discount_spent_cents: u64,
+    pub discount_spent_cents: u128,
 }
 
 impl Campaign {
@@ -80,7 +82,7 @@ impl Campaign {
     /// the ledger, one per coupon held.
     pub(crate) fn restore(
         definition: CampaignDefinition,
-        discount_spent_cents: u64,
+        discount_spent_cents: u128,
         coupons: CouponLedger,
     ) -> Campaign {
         let mut holdings = Holdings::default();

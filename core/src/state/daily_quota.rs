@@ -5,64 +5,61 @@
 //! vector sorted by day, where the current day is the last element and is
 //! found first.
 //!
-//! With retention on, days that lie wholly before the retention horizon are
-//! retired ([`DailyQuota::retire`]), so the vector holds about a retention's
-//! worth of days; a day once retired stays closed: its count is gone, so an
-//! `issue` on it could not be checked against the limit and is refused.
+//! With retention on (contract section 8), an `issue` on a local day that
+//! ended at or before `watermark - retention_ms`, in the zone in force at
+//! that issue, is refused whatever the day's count (the rule is applied in
+//! `state::partition_state`), so such a count is never read again.
+//! [`DailyQuota::forget_ended`] drops a count once its day has ended by the
+//! horizon in *every* zone: the seller may move to another zone, where the
+//! same date ends up to [`OFFSET_BOUND_MS`] later, and a count that a later
+//! issue can still be checked against must not be lost.
+//!
+//! Snapshots written before contract v1.1 may carry a floor below which an
+//! older build dropped counts under the zone of that time; an `issue` on
+//! such a day is refused ([`DailyQuota::count_lost`]) rather than counted
+//! from zero, which could over-issue after a move to a zone further west.
 
-use chrono_tz::Tz;
+use crate::local_day::OFFSET_BOUND_MS;
 
-use crate::local_day::local_day;
-
-const DAY_MS: u64 = 86_400_000;
+const DAY_MS: i128 = crate::local_day::DAY_MS as i128;
 
 #[derive(Debug, Default, Clone)]
 pub struct DailyQuota {
     /// (local day number, coupons issued that day), ascending by day.
     days: Vec<(i64, u64)>,
-    /// Days before this one have been retired; `None` if none was.
+    /// Days before this one had their counts dropped by a build before
+    /// contract v1.1 (restored from its snapshot); `None` otherwise.
     retired_before: Option<i64>,
 }
 
 impl DailyQuota {
-    /// Whether `day`'s count was retired (an `issue` on it is refused).
-    pub fn is_retired(&self, day: i64) -> bool {
+    /// Whether `day`'s count was dropped by an older build: an `issue` on
+    /// it cannot be checked against the limit and is refused.
+    pub fn count_lost(&self, day: i64) -> bool {
         self.retired_before.is_some_and(|floor| day < floor)
     }
 
-    /// Days before this one were retired, for snapshots.
+    /// The floor of counts an older build dropped, for snapshots.
     pub(crate) fn retired_before(&self) -> Option<i64> {
         self.retired_before
     }
 
-    /// A restored floor: counts below it were retired.
+    /// A restored floor: counts below it were dropped by an older build.
     pub(crate) fn set_retired_before(&mut self, floor: Option<i64>) {
         self.retired_before = floor;
     }
 
-    /// Retires the counts of the days that end before `horizon` (ms) in
-    /// `tz`: those before the local day of `horizon`. Cheap when nothing is
-    /// due: the oldest day is compared with a bound before any time zone
-    /// lookup.
-    pub fn retire(&mut self, tz: Tz, horizon: u64) {
-        let Some(&(oldest, _)) = self.days.first() else {
-            return;
-        };
-        // A local day is at most one day off the UTC day (offsets < 24 h).
-        let utc_day = (horizon / DAY_MS) as i64;
-        if oldest > utc_day {
-            return;
+    /// Drops the counts of the days that ended at or before `horizon` (ms)
+    /// in every zone. Costs one comparison when nothing is due.
+    pub fn forget_ended(&mut self, horizon: u64) {
+        match self.days.first() {
+            Some(&(oldest, _)) if ended_everywhere(oldest, horizon) => {}
+            _ => return,
         }
-        let floor = local_day(tz, horizon);
-        let retired = self.days.partition_point(|&(d, _)| d < floor);
-        if retired == 0 {
-            return;
-        }
-        // The newest retired day bounds what is closed; days between it and
-        // `floor` had no count, so their count of 0 is still exact.
-        let newest_retired = self.days[retired - 1].0;
-        self.days.drain(..retired);
-        self.retired_before = Some(newest_retired + 1);
+        let ended = self
+            .days
+            .partition_point(|&(d, _)| ended_everywhere(d, horizon));
+        self.days.drain(..ended);
     }
 
     pub fn issued_on(&self, day: i64) -> u64 {
@@ -109,6 +106,11 @@ impl DailyQuota {
     }
 }
 
+/// Whether local date `day` has ended by `horizon` whatever the zone.
+fn ended_everywhere(day: i64, horizon: u64) -> bool {
+    (i128::from(day) + 1) * DAY_MS + i128::from(OFFSET_BOUND_MS) <= i128::from(horizon)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,23 +134,29 @@ mod tests {
     }
 
     #[test]
-    fn retire_closes_days_before_the_horizon() {
-        let tz = chrono_tz::UTC;
+    fn counts_are_forgotten_once_their_day_ended_in_every_zone() {
+        const DAY: u64 = 86_400_000;
         let mut q = DailyQuota::default();
         for day in [3, 5, 9] {
             q.set_issued(day, 1);
         }
-        q.retire(tz, 3 * DAY_MS + 5);
-        assert_eq!(q.days_tracked(), 3, "the horizon's own day stays");
-        assert!(!q.is_retired(3));
-        q.retire(tz, 7 * DAY_MS);
+        // Day 3 ends at 4 days UTC, and 26 hours later west of UTC.
+        let end_3 = 4 * DAY + OFFSET_BOUND_MS;
+        q.forget_ended(end_3 - 1);
+        assert_eq!(q.days_tracked(), 3);
+        q.forget_ended(end_3);
+        assert_eq!(q.days(), &[(5, 1), (9, 1)]);
+        q.forget_ended(9 * DAY);
         assert_eq!(q.days(), &[(9, 1)]);
-        assert!(q.is_retired(5) && q.is_retired(2));
-        // Day 6 had no count; it is not closed.
-        assert!(!q.is_retired(6) && !q.is_retired(9));
-        assert_eq!(q.retired_before(), Some(6));
-        q.retire(tz, 100 * DAY_MS);
+        q.forget_ended(u64::MAX);
         assert_eq!(q.days_tracked(), 0);
-        assert!(q.is_retired(9) && !q.is_retired(10));
+        // Days far outside the calendar (a crafted snapshot) do not overflow.
+        q.set_issued(i64::MAX, 1);
+        q.set_issued(i64::MIN, 1);
+        q.forget_ended(u64::MAX);
+        assert_eq!(q.days(), &[(i64::MAX, 1)]);
+        assert!(!q.count_lost(0));
+        q.set_retired_before(Some(6));
+        assert!(q.count_lost(5) && !q.count_lost(6));
     }
 }

@@ -10,6 +10,10 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 
+/// Counts are u32: a user's count is bounded by the coupons one campaign
+/// can hold, so it is exact (contract section 7).
+const _: () = assert!(crate::state::coupon_ledger::COUPONS_MAX < u32::MAX as u64);
+
 #[derive(Debug, Default)]
 pub struct Holdings {
     /// Users holding at least one coupon.
@@ -41,6 +45,8 @@ impl Holdings {
                 v.insert(user);
             }
             hashbrown::hash_table::Entry::Occupied(_) => {
+                // A user holds at most every coupon of the ledger, which is
+                // below u32::MAX (asserted below): this never saturates.
                 let n = self.multiple.entry(user).or_insert(1);
                 *n = n.saturating_add(1);
             }

@@ -8,8 +8,13 @@
 //! It also applies state retention ([`PartitionState::advance`], see
 //! `state::retention`): campaigns whose deadline the watermark has passed
 //! are dropped, leaving a [`Tombstone`](crate::state::campaign::Tombstone)
-//! with their seller, and a seller's
-//! daily counts older than the retention horizon are retired.
+//! with their seller; an `issue` on a local day that ended at or before
+//! the retention horizon is refused, and the counts of such days are
+//! forgotten (contract section 8).
+//!
+//! Money is exact (contract section 7): the discount spent is a `u128`, which
+//! holds the sum of 2^53 discounts of up to 2^53-1 cents each (every coupon a
+//! campaign can ever number), so it neither wraps nor saturates.
 
 use hashbrown::HashMap;
 
@@ -18,7 +23,7 @@ use crate::event::{
     Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
 };
 use crate::intern::Interner;
-use crate::local_day::local_day;
+use crate::local_day::day_ended_by;
 use crate::reason::{Outcome, Rejection};
 use crate::state::campaign::Campaign;
 use crate::state::coupon_id::parse_coupon_id;
@@ -271,20 +276,29 @@ impl PartitionState {
             return rejected(Rejection::OutsideIssueWindow);
         }
 
-        if let Some(horizon) = self.retention.horizon(self.watermark) {
-            seller.daily.retire(settings.timezone, horizon);
+        let zone = settings.timezone;
+        let span = seller.day_cache.span(zone, ts);
+        let day = span.day;
+        // Contract section 8: a day that ended at or before the horizon, in
+        // the zone in force now, is refused whether or not it had a count.
+        // `ts` is on the day, so the day has not ended before `ts`: only a
+        // late event needs a look at the horizon.
+        let horizon = self.retention.horizon(self.watermark);
+        let day_forgotten = horizon.is_some_and(|h| ts < h && day_ended_by(zone, day, h))
+            // A count an older build dropped cannot be checked.
+            || seller.daily.count_lost(day);
+        if let Some(h) = horizon {
+            seller.daily.forget_ended(h);
         }
-        let day = local_day(settings.timezone, ts);
-        // A retired day's count is gone: refuse rather than over-issue.
-        let day_retired = seller.daily.is_retired(day);
         let mut issued_today = seller.daily.issued_on(day);
-        let expires_at = match def.ttl_ms {
-            Some(ttl) => def.valid_until.min(ts.saturating_add(ttl)),
+        // Exact: ts + ttl overflows u64 only past any valid_until.
+        let expires_at = match def.ttl_ms.and_then(|ttl| ts.checked_add(ttl)) {
+            Some(end) => def.valid_until.min(end),
             None => def.valid_until,
         };
         let mut issued = 0usize;
         for user_id in &request.user_ids {
-            let result = if day_retired || issued_today >= settings.daily_issue_limit {
+            let result = if day_forgotten || issued_today >= settings.daily_issue_limit {
                 UserResult::Rejected(Rejection::DailyQuotaExhausted)
             } else if campaign.issued() >= def.budget || !campaign.coupons.has_room() {
                 // A full ledger (2^32-2 coupons) is a capacity limit of the
@@ -368,9 +382,16 @@ impl PartitionState {
             return Ruling::Rejected(Rejection::BelowMinimum);
         }
         let discount_cents = def.discount_cents.min(request.order_cents);
-        let spent = campaign.discount_spent_cents.saturating_add(discount_cents);
+        // Exact (see the module doc); a sum beyond u128, which no sequence
+        // of events reaches, would exceed any budget.
+        let Some(spent) = campaign
+            .discount_spent_cents
+            .checked_add(u128::from(discount_cents))
+        else {
+            return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
+        };
         if let Some(budget) = def.discount_budget_cents
-            && spent > budget
+            && spent > u128::from(budget)
         {
             return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
         }
@@ -415,10 +436,12 @@ impl PartitionState {
             return Ruling::Rejected(Rejection::OrderMismatch);
         }
         campaign.coupons.release(serial);
-        debug_assert!(campaign.discount_spent_cents >= redemption.discount_cents);
-        campaign.discount_spent_cents = campaign
-            .discount_spent_cents
-            .saturating_sub(redemption.discount_cents);
+        // The spent sum includes every redeemed coupon's discount (a
+        // snapshot is checked for that when read), so this never reaches
+        // the floor: the subtraction is exact.
+        let given_back = u128::from(redemption.discount_cents);
+        debug_assert!(campaign.discount_spent_cents >= given_back);
+        campaign.discount_spent_cents = campaign.discount_spent_cents.saturating_sub(given_back);
         Ruling::Released {
             discount_cents: redemption.discount_cents,
         }

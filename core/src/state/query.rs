@@ -22,8 +22,9 @@ pub struct CampaignView {
     pub remaining_budget: u64,
     /// Coupons currently redeemed.
     pub redeemed: u64,
-    /// Sum of the discounts of the currently redeemed coupons.
-    pub discount_spent_cents: u64,
+    /// Sum of the discounts of the currently redeemed coupons (exact; may
+    /// exceed 2^64 for a campaign without a discount budget).
+    pub discount_spent_cents: u128,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remaining_discount_budget_cents: Option<u64>,
     /// Coupons the seller issued (all campaigns) on the seller's local day
@@ -81,9 +82,11 @@ pub fn campaign_view(
         remaining_budget: d.budget.saturating_sub(issued),
         redeemed: campaign.coupons.redeemed_count() as u64,
         discount_spent_cents: campaign.discount_spent_cents,
-        remaining_discount_budget_cents: d
-            .discount_budget_cents
-            .map(|b| b.saturating_sub(campaign.discount_spent_cents)),
+        remaining_discount_budget_cents: d.discount_budget_cents.map(|b| {
+            // What is left, never below zero; at most `b`, so a u64.
+            let left = u128::from(b).saturating_sub(campaign.discount_spent_cents);
+            u64::try_from(left).unwrap_or(0)
+        }),
         seller_issued_today: seller.daily.issued_on(day),
         seller_daily_issue_limit: seller.settings.daily_issue_limit,
         as_of_ts: watermark,

@@ -1,6 +1,6 @@
 //! [`RetentionIndex`]: when each campaign may be dropped from state, so that
 //! a partition's memory follows its live campaigns instead of every
-//! campaign it has ever seen (`--retention-ms`, issue 4 part 6).
+//! campaign it has ever seen (`--retention-ms`).
 //!
 //! A campaign's *last relevant moment* is the latest event time at which
 //! anything about it can still change a decision by the contract's rules:
@@ -54,10 +54,15 @@ impl RetentionIndex {
     }
 
     /// The event time before which nothing is kept for events that arrive
-    /// late: `watermark - retention`, or `None` with retention off.
+    /// late: `watermark - retention`, or `None` with retention off or while
+    /// the watermark is below the retention (no day can have ended before
+    /// a negative instant).
     pub fn horizon(&self, watermark: u64) -> Option<u64> {
-        self.enabled()
-            .then(|| watermark.saturating_sub(self.retention_ms))
+        if self.enabled() {
+            watermark.checked_sub(self.retention_ms)
+        } else {
+            None
+        }
     }
 
     /// Whether some campaign's deadline lies behind `watermark`: the hot
@@ -152,7 +157,8 @@ mod tests {
         r.track("s", "b", None, 500);
         r.track("t", "a", None, 2_000);
         assert_eq!(r.horizon(150), Some(50));
-        assert_eq!(r.horizon(50), Some(0));
+        assert_eq!(r.horizon(100), Some(0));
+        assert_eq!(r.horizon(50), None);
         // b's deadline is 600: due only strictly after it.
         assert!(!r.is_due(600));
         assert!(r.is_due(601));

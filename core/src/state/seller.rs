@@ -3,20 +3,21 @@
 //! state belongs to a seller, which is why a seller's events must all land
 //! on one partition.
 
-use chrono_tz::Tz;
 use hashbrown::HashMap;
 
 use crate::config::SellerDefaults;
 use crate::event::SellerUpdate;
+use crate::local_day::DayCache;
 use crate::state::campaign::{Campaign, Tombstone};
 use crate::state::daily_quota::DailyQuota;
+use crate::zone::Zone;
 
 /// A seller's quota settings (contract section 3, `seller`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SellerSettings {
     pub daily_issue_limit: u64,
     pub max_recipients: u64,
-    pub timezone: Tz,
+    pub timezone: Zone,
 }
 
 impl From<SellerDefaults> for SellerSettings {
@@ -53,6 +54,9 @@ pub struct Seller {
     /// one of `campaigns` and `evicted`. Kept for good (about 20 bytes plus
     /// the id each), so that a re-created campaign never reuses a serial.
     pub evicted: HashMap<Box<str>, Tombstone>,
+    /// The local day of the last `issue`, with the instants it spans:
+    /// derived from the zone, never stored in a snapshot.
+    pub day_cache: DayCache,
 }
 
 impl Seller {
@@ -62,6 +66,7 @@ impl Seller {
             daily: DailyQuota::default(),
             campaigns: HashMap::new(),
             evicted: HashMap::new(),
+            day_cache: DayCache::new(settings.timezone),
         }
     }
 

@@ -1,0 +1,201 @@
+//! Deciding one polled batch: split by partition, each active partition's
+//! share decided in offset order by its own core (on its own scoped thread
+//! when several partitions have input), decisions and dead letters
+//! enqueued, tallies flushed once per batch.
+
+use std::collections::HashMap;
+
+use rdkafka::message::{BorrowedMessage, Message as _};
+
+use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::partition::Active;
+use crate::kafka::sink::{DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX};
+use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{KeyCheck, Message};
+use coupon_stream_core::reason::{Outcome, Reason};
+
+/// What a run did, for the final log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub invalid: u64,
+    pub coupons_issued: u64,
+}
+
+impl RunSummary {
+    fn add(&mut self, other: RunSummary) {
+        self.messages += other.messages;
+        self.invalid += other.invalid;
+        self.coupons_issued += other.coupons_issued;
+    }
+}
+
+/// One input message as a partition sees it: plain slices of the polled
+/// message, so a batch can be shared with the worker threads.
+pub(super) struct Input<'a> {
+    /// The rebalance epoch when the message was polled.
+    pub(super) epoch: u64,
+    pub(super) offset: i64,
+    pub(super) key: Option<&'a [u8]>,
+    pub(super) value: &'a [u8],
+    /// The input's Kafka timestamp (ms), carried over to its decision and
+    /// dead letter as Kafka Streams does.
+    pub(super) timestamp: Option<i64>,
+}
+
+/// What the batch needs besides the partitions.
+pub(super) struct BatchEnv<'a> {
+    pub(super) sink: &'a DecisionSink,
+    pub(super) input_topic: &'a str,
+    /// For the `wrong_partition` check; `None` when it is off.
+    pub(super) partition_count: Option<u32>,
+    pub(super) now_ms: u64,
+}
+
+/// Splits `batch` by partition. A few allocations per batch, none per
+/// message.
+pub(super) fn split<'a>(batch: &'a [(u64, BorrowedMessage<'_>)]) -> HashMap<i32, Vec<Input<'a>>> {
+    let mut by_partition: HashMap<i32, Vec<Input<'a>>> = HashMap::new();
+    for (epoch, m) in batch {
+        by_partition.entry(m.partition()).or_default().push(Input {
+            epoch: *epoch,
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload().unwrap_or_default(),
+            timestamp: m.timestamp().to_millis(),
+        });
+    }
+    by_partition
+}
+
+/// Decides every active partition's share of the batch; the first error
+/// wins, after every partition had its turn.
+pub(super) fn decide(
+    active: &mut HashMap<i32, Active>,
+    by_partition: &HashMap<i32, Vec<Input<'_>>>,
+    env: &BatchEnv<'_>,
+) -> (RunSummary, Option<ProcessorError>) {
+    let jobs: Vec<(i32, &mut Active, &[Input<'_>])> = active
+        .iter_mut()
+        .filter_map(|(&p, state)| {
+            by_partition
+                .get(&p)
+                .filter(|inputs| !inputs.is_empty())
+                .map(|inputs| (p, state, inputs.as_slice()))
+        })
+        .collect();
+    let run = |(partition, state, inputs): (i32, &mut Active, &[Input<'_>])| {
+        decide_partition(state, partition, inputs, env)
+    };
+    let results: Vec<Result<RunSummary, ProcessorError>> = if jobs.len() <= 1 {
+        jobs.into_iter().map(run).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .into_iter()
+                .map(|job| scope.spawn(move || run(job)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(ProcessorError::WorkerPanicked)))
+                .collect()
+        })
+    };
+    let mut summary = RunSummary::default();
+    let mut failed = None;
+    for result in results {
+        match result {
+            Ok(delta) => summary.add(delta),
+            Err(error) => failed = failed.or(Some(error)),
+        }
+    }
+    (summary, failed)
+}
+
+/// Decides one partition's share of a batch, in offset order, and enqueues
+/// its decisions and dead letters.
+fn decide_partition(
+    state: &mut Active,
+    partition: i32,
+    inputs: &[Input<'_>],
+    env: &BatchEnv<'_>,
+) -> Result<RunSummary, ProcessorError> {
+    let mut summary = RunSummary::default();
+    for input in inputs {
+        let offset = input.offset;
+        // Polled before this partition was (re)assigned or rewound: the
+        // current assignment reads it again from the committed offset.
+        if state.epoch > input.epoch {
+            continue;
+        }
+        if state.next_offset().is_some_and(|next| offset < next) {
+            continue;
+        }
+        if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
+            return Err(ProcessorError::OutOfRange(partition, offset));
+        }
+        if offset < state.skip_below {
+            // Decided and acknowledged before the restored snapshot.
+            state
+                .tracker
+                .get_or_insert_with(|| OffsetTracker::new(offset))
+                .record(offset, 0);
+            continue;
+        }
+        let (records, verdict) = decide_one(state, partition, input, env)?;
+        state.tally.record(&verdict, env.now_ms);
+        state
+            .tracker
+            .get_or_insert_with(|| OffsetTracker::new(offset))
+            .record(offset, records);
+        summary.messages += 1;
+        summary.coupons_issued += verdict.coupons_issued as u64;
+        if verdict.outcome == Outcome::Invalid {
+            summary.invalid += 1;
+        }
+    }
+    Ok(summary)
+}
+
+/// Decides one message and enqueues its records; returns how many.
+fn decide_one(
+    state: &mut Active,
+    partition: i32,
+    input: &Input<'_>,
+    env: &BatchEnv<'_>,
+) -> Result<(u8, coupon_stream_core::decision_core::Verdict), ProcessorError> {
+    let offset = input.offset;
+    state.out.clear();
+    let verdict = state.core.process(
+        &Message {
+            value: input.value,
+            source: Source { partition, offset },
+            key_check: Some(KeyCheck {
+                key: input.key,
+                partition_count: env.partition_count,
+            }),
+        },
+        &mut state.out,
+    );
+    env.sink
+        .send_decision(partition, offset, input.key, input.timestamp, &state.out)
+        .map_err(ProcessorError::Produce)?;
+    let mut records = 1;
+    if let (Outcome::Invalid, Some(Reason::Invalid(reason))) = (verdict.outcome, verdict.reason) {
+        env.sink
+            .send_dead_letter(&DeadLetter {
+                source_topic: env.input_topic,
+                partition,
+                offset,
+                key: input.key,
+                timestamp: input.timestamp,
+                value: input.value,
+                reason: reason.as_str(),
+            })
+            .map_err(ProcessorError::Produce)?;
+        records = 2;
+        state.tally.record_dead_letter();
+    }
+    Ok((records, verdict))
+}

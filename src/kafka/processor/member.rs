@@ -1,0 +1,388 @@
+//! [`Member`]: one consumer-group member's loop. Each turn polls a batch,
+//! applies acknowledgements and what the rebalance callbacks reported,
+//! activates partitions whose restore finished, decides the batch for the
+//! active partitions, and does the periodic work (commit, snapshot, the
+//! never-idle watch, progress). Nothing in a turn waits longer than
+//! `--drain-timeout-ms`, and every wait gives up on shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use tracing::{info, warn};
+
+use crate::kafka::config::{Guarantee, KafkaConfig};
+use crate::kafka::group;
+use crate::kafka::processor::batch::{self, BatchEnv, RunSummary};
+use crate::kafka::processor::context::{GroupContext, GroupEvent};
+use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::idle::{Idle, IdleWatch};
+use crate::kafka::processor::partition::{PartitionTable, Restoring};
+use crate::kafka::processor::restore::RestorePool;
+use crate::kafka::processor::snapshots::Durable;
+use crate::kafka::processor::transactions::Transaction;
+use crate::kafka::sink::{Ack, DecisionSink};
+use crate::ops::health::Health;
+use crate::ops::telemetry::{self, Progress};
+
+/// How often a progress line is logged.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning about invalid input per this interval.
+const INVALID_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Poll wait while nothing is restoring; shorter while something is, so a
+/// restored partition is resumed promptly.
+const POLL_IDLE: Duration = Duration::from_millis(100);
+const POLL_RESTORING: Duration = Duration::from_millis(5);
+/// Longest metadata or group request the loop makes.
+const GROUP_CALL: Duration = Duration::from_secs(1);
+
+/// A polled message with the rebalance epoch at the time it was polled.
+pub(super) type Polled<'a> = (u64, BorrowedMessage<'a>);
+
+/// Everything one member's loop owns.
+pub(super) struct Member {
+    pub(super) consumer: Arc<BaseConsumer<GroupContext>>,
+    pub(super) config: KafkaConfig,
+    pub(super) sink: Arc<DecisionSink>,
+    pub(super) table: Arc<PartitionTable>,
+    pub(super) events: Receiver<GroupEvent>,
+    pub(super) acks: Receiver<Ack>,
+    /// Shared with the callbacks, which bump it on every rebalance event.
+    pub(super) epoch: Arc<AtomicU64>,
+    pub(super) restores: RestorePool,
+    /// Partitions being restored; they are in the table as `Restoring`.
+    pub(super) restoring: HashMap<i32, Restoring>,
+    pub(super) durable: Option<Durable>,
+    pub(super) txn: Transaction,
+    pub(super) idle: IdleWatch,
+    /// Why the run must stop, once something failed for good.
+    pub(super) failure: Option<ProcessorError>,
+    pub(super) health: Arc<Health>,
+    pub(super) progress: Arc<Progress>,
+    pub(super) summary: RunSummary,
+    pub(super) timers: Timers,
+    /// Set once shutdown began: no broker call may wait past it.
+    pub(super) stop_by: Option<Instant>,
+}
+
+/// When the periodic work last ran.
+pub(super) struct Timers {
+    commit: Instant,
+    snapshot: Instant,
+    progress: Instant,
+    /// The last warning about invalid input, and the total it reported.
+    invalid_warned: Option<(Instant, u64)>,
+}
+
+impl Timers {
+    pub(super) fn new(now: Instant) -> Timers {
+        Timers {
+            commit: now,
+            snapshot: now,
+            progress: now,
+            invalid_warned: None,
+        }
+    }
+}
+
+impl Member {
+    /// Runs turns until `shutdown` is set or something fails for good.
+    pub(super) fn consume(&mut self, shutdown: &AtomicBool) -> Result<(), ProcessorError> {
+        let consumer = Arc::clone(&self.consumer);
+        let mut batch: Vec<Polled<'_>> = Vec::with_capacity(self.config.batch_messages_max);
+        while !shutdown.load(Ordering::Relaxed) {
+            batch.clear();
+            self.poll(&consumer, &mut batch);
+            if let Err(error) = self.turn(&batch) {
+                // A full producer queue gives up on shutdown: that is a stop.
+                if shutdown.load(Ordering::Relaxed) && matches!(error, ProcessorError::Produce(_)) {
+                    warn!(message = "Stopped while the producer queue was full.", %error);
+                    return Ok(());
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn poll<'a>(&self, consumer: &'a BaseConsumer<GroupContext>, batch: &mut Vec<Polled<'a>>) {
+        let mut timeout = if self.restoring.is_empty() {
+            POLL_IDLE
+        } else {
+            POLL_RESTORING
+        };
+        while batch.len() < self.config.batch_messages_max {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => batch.push((self.epoch.load(Ordering::SeqCst), m)),
+                Some(Err(error)) => {
+                    warn!(message = "Consumer error; librdkafka retries.", %error);
+                    break;
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        if !batch.is_empty() {
+            self.health.set_brokers_down(false);
+        }
+    }
+
+    fn turn(&mut self, batch: &[Polled<'_>]) -> Result<(), ProcessorError> {
+        self.apply_acks(&mut Vec::new());
+        self.handle_events();
+        self.activate_restored();
+        if let Some(failure) = self.failure.take() {
+            return Err(failure);
+        }
+        if self.txn.rewind_pending {
+            self.rewind();
+            return Ok(());
+        }
+        self.decide(batch)?;
+        self.periodic();
+        Ok(())
+    }
+
+    /// Decides the batch for the active partitions.
+    fn decide(&mut self, batch: &[Polled<'_>]) -> Result<(), ProcessorError> {
+        self.note_dropped(batch);
+        let has_active_input = {
+            let active = self.table.active();
+            batch
+                .iter()
+                .any(|(_, m)| active.contains_key(&m.partition()))
+        };
+        if !has_active_input {
+            return Ok(());
+        }
+        if self.config.guarantee == Guarantee::ExactlyOnce && !self.begin_transaction() {
+            // Aborted: the rewind reads this batch again.
+            return Ok(());
+        }
+        let started = Instant::now();
+        let by_partition = batch::split(batch);
+        let env = BatchEnv {
+            sink: &self.sink,
+            input_topic: &self.config.input_topic,
+            partition_count: self
+                .config
+                .verify_partitioning
+                .then(|| self.table.partition_count())
+                .flatten(),
+            now_ms: wall_clock_ms(),
+        };
+        let (summary, failed) = {
+            let mut active = self.table.active();
+            let decided = batch::decide(&mut active, &by_partition, &env);
+            for state in active.values_mut() {
+                self.progress.add(&state.tally);
+                state.tally.flush();
+            }
+            decided
+        };
+        self.summary.messages += summary.messages;
+        self.summary.invalid += summary.invalid;
+        self.summary.coupons_issued += summary.coupons_issued;
+        metrics::histogram!(telemetry::BATCH_DURATION).record(started.elapsed().as_secs_f64());
+        match failed {
+            None => Ok(()),
+            // Exactly once: the producer refuses records once its
+            // transaction has failed; abort it and rewind.
+            Some(ProcessorError::Produce(error))
+                if self.config.guarantee == Guarantee::ExactlyOnce =>
+            {
+                self.abort_transaction(&error);
+                Ok(())
+            }
+            Some(failure) => Err(failure),
+        }
+    }
+
+    /// A message of a restoring partition's current assignment was polled
+    /// (it should have been paused): it is dropped, so that partition must
+    /// seek back to its committed offset before it resumes.
+    fn note_dropped(&mut self, batch: &[Polled<'_>]) {
+        if self.restoring.is_empty() {
+            return;
+        }
+        for (epoch, m) in batch {
+            if let Some(restoring) = self.restoring.get_mut(&m.partition())
+                && restoring.epoch() <= *epoch
+                && !restoring.needs_seek()
+            {
+                restoring.require_seek();
+            }
+        }
+    }
+
+    /// Commits, snapshots, the never-idle watch and progress, each when due.
+    fn periodic(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.timers.commit)
+            >= Duration::from_millis(self.config.commit_interval_ms)
+        {
+            self.commit();
+            self.timers.commit = Instant::now();
+        }
+        self.apply_snapshots_done();
+        if self
+            .durable
+            .as_ref()
+            .is_some_and(|d| now.duration_since(self.timers.snapshot) >= d.interval)
+        {
+            self.snapshot_periodic();
+            self.timers.snapshot = Instant::now();
+        }
+        self.watch_idle(now);
+        self.warn_invalid(now);
+        if now.duration_since(self.timers.progress) >= PROGRESS_INTERVAL {
+            self.log_progress();
+            self.timers.progress = now;
+        }
+    }
+
+    /// Rejoins the group when this member owns nothing while the group is
+    /// not known to own every input partition (see [`super::idle`]).
+    fn watch_idle(&mut self, now: Instant) {
+        let owned = self.table.counts().0;
+        if owned > 0 {
+            self.idle.owning();
+            self.health.set_unowned(false);
+            return;
+        }
+        if self.idle.poll(now, owned) == Idle::Wait {
+            return;
+        }
+        let Some(partitions) = self.refresh_partition_count() else {
+            return;
+        };
+        let covered = group::owned_by_group(
+            &self.consumer,
+            &self.config.group_id,
+            &self.config.input_topic,
+            GROUP_CALL,
+        );
+        if covered.is_some_and(|n| n >= partitions as usize) {
+            self.health.set_unowned(false);
+            self.idle.covered(Instant::now());
+            return;
+        }
+        self.health.set_unowned(true);
+        self.rejoin(partitions, covered);
+    }
+
+    /// Leaves the group and joins it again as a new member.
+    fn rejoin(&mut self, partitions: u32, covered: Option<usize>) {
+        let attempt = self.idle.rejoined(Instant::now());
+        metrics::counter!(telemetry::GROUP_REJOINS).increment(1);
+        warn!(
+            message = "This instance owns no partition while the group does not own them all; rejoining the group.",
+            input_partitions = partitions,
+            owned_by_group = ?covered,
+            attempt,
+            next_check_s = self.idle.backoff().as_secs()
+        );
+        self.health.set_assigned(false);
+        self.consumer.unsubscribe();
+        if let Err(error) = self.consumer.subscribe(&[&self.config.input_topic]) {
+            warn!(message = "Cannot subscribe again; the next check retries.", %error);
+        }
+    }
+
+    /// Reads the input's partition count from the brokers; keeps and
+    /// exports it, and returns it when known.
+    pub(super) fn refresh_partition_count(&mut self) -> Option<u32> {
+        let topic = &self.config.input_topic;
+        match self.consumer.fetch_metadata(Some(topic), GROUP_CALL) {
+            Ok(metadata) => {
+                let count = metadata
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .map(|t| t.partitions().len() as u32)
+                    .filter(|&n| n > 0);
+                if let Some(n) = count {
+                    self.table.set_partition_count(n);
+                    metrics::gauge!(telemetry::INPUT_PARTITIONS).set(f64::from(n));
+                }
+                count.or(self.table.partition_count())
+            }
+            Err(error) => {
+                warn!(message = "Cannot read the input topic's partition count.", %error);
+                self.table.partition_count()
+            }
+        }
+    }
+
+    /// Publishes how many partitions this member owns and restores.
+    pub(super) fn publish_ownership(&self) {
+        let (owned, restoring) = self.table.counts();
+        metrics::gauge!(telemetry::ASSIGNED_PARTITIONS).set(owned as f64);
+        metrics::gauge!(telemetry::RESTORING_PARTITIONS).set(restoring as f64);
+        self.health.set_restoring(restoring > 0);
+        if owned > 0 {
+            self.health.set_unowned(false);
+        }
+    }
+
+    /// A new rebalance epoch, for a rewind.
+    pub(super) fn next_epoch(&self) -> u64 {
+        self.epoch.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn warn_invalid(&mut self, now: Instant) {
+        let total = self.summary.invalid;
+        let warned = self.timers.invalid_warned.map_or(0, |(_, n)| n);
+        if total > warned
+            && self
+                .timers
+                .invalid_warned
+                .is_none_or(|(at, _)| now.duration_since(at) >= INVALID_WARNING_INTERVAL)
+        {
+            warn!(
+                message = "Invalid input values; each got an `invalid` decision and a copy in the dead-letter topic.",
+                since_last_warning = total - warned,
+                total,
+                dlq = %self.config.dlq_topic
+            );
+            self.timers.invalid_warned = Some((now, total));
+        }
+    }
+
+    fn log_progress(&self) {
+        let (mut coupons, mut campaigns, mut bytes) = (0u64, 0u64, 0u64);
+        let owned = {
+            let active = self.table.active();
+            for state in active.values() {
+                let stats = state.core.stats();
+                coupons += stats.coupons;
+                campaigns += stats.campaigns as u64;
+                bytes += stats.heap_bytes as u64;
+            }
+            self.table.counts()
+        };
+        metrics::gauge!(telemetry::STATE_COUPONS).set(coupons as f64);
+        metrics::gauge!(telemetry::STATE_CAMPAIGNS).set(campaigns as f64);
+        metrics::gauge!(telemetry::STATE_BYTES).set(bytes as f64);
+        info!(
+            message = "Progress.",
+            messages = self.summary.messages,
+            invalid = self.summary.invalid,
+            partitions = owned.0,
+            restoring = owned.1,
+            in_flight = self.sink.in_flight()
+        );
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the event-time lag metric only:
+/// decisions never read the clock.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

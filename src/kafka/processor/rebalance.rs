@@ -1,0 +1,198 @@
+//! The loop's side of a rebalance, after the callbacks reported it: a
+//! newly assigned partition becomes [`Restoring`] and goes to the restore
+//! pool; a restored one becomes [`Active`](super::partition::Active) and
+//! is resumed; a revoked one is cancelled (restoring) or handed over
+//! (active: drain, commit, snapshot) and then released to librdkafka, so
+//! its next owner starts from what this one committed and snapshotted.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::Consumer;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{error, info, warn};
+
+use crate::kafka::processor::commit::Handover;
+use crate::kafka::processor::context::{GroupEvent, release};
+use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::member::Member;
+use crate::kafka::processor::partition::{Active, Phase, Restoring};
+use crate::kafka::processor::restore::{RestoreDone, RestoreJob};
+
+/// Longest seek of the consumer back to a committed offset.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Member {
+    /// Acts on everything the callbacks reported since the last call.
+    pub(super) fn handle_events(&mut self) {
+        let mut moved = false;
+        while let Ok(event) = self.events.try_recv() {
+            match event {
+                GroupEvent::Assigned { partitions, epoch } => {
+                    self.assigned(&partitions, epoch);
+                    self.idle.on_event(Instant::now(), true);
+                    moved = true;
+                }
+                GroupEvent::Revoked {
+                    partitions,
+                    tpl,
+                    lost,
+                    released,
+                } => {
+                    self.revoked(&partitions, lost);
+                    if !released {
+                        release(self.consumer.as_ref(), &tpl);
+                    }
+                    self.idle.on_event(Instant::now(), false);
+                    moved = true;
+                }
+                GroupEvent::Committed(result) => self.committed(result),
+                GroupEvent::Failed(error) => warn!(message = "Rebalance error.", %error),
+            }
+        }
+        if moved {
+            self.publish_ownership();
+            // Owning nothing right after a rebalance counts as unowned
+            // work until the never-idle watch finds the group covers it.
+            self.health.set_unowned(self.table.counts().0 == 0);
+        }
+    }
+
+    fn assigned(&mut self, partitions: &[i32], epoch: u64) {
+        self.health.set_assigned(true);
+        if partitions.is_empty() {
+            info!(
+                message = "Rebalance assigned no new partition.",
+                owned = self.table.counts().0
+            );
+            return;
+        }
+        if partitions
+            .iter()
+            .any(|&p| self.table.partition_count().is_none_or(|n| p >= n as i32))
+        {
+            self.refresh_partition_count();
+        }
+        for &p in partitions {
+            if self.table.phase(p).is_some() {
+                continue;
+            }
+            self.table.set_phase(p, Some(Phase::Restoring));
+            self.start_restore(p, Restoring::new(epoch, false), false);
+        }
+        info!(message = "Partitions assigned.", assigned = ?partitions, owned = self.table.counts().0, partition_count = ?self.table.partition_count());
+    }
+
+    /// Hands `restoring` to the restore pool.
+    pub(super) fn start_restore(&mut self, partition: i32, restoring: Restoring, rebuild: bool) {
+        self.restores.submit(RestoreJob {
+            partition,
+            epoch: restoring.epoch(),
+            cancel: restoring.cancel_flag(),
+            rebuild,
+            partition_count: self.table.partition_count(),
+        });
+        self.restoring.insert(partition, restoring);
+    }
+
+    fn revoked(&mut self, partitions: &[i32], lost: bool) {
+        let mut handover: Handover = Vec::new();
+        for &p in partitions {
+            if let Some(restoring) = self.restoring.remove(&p) {
+                self.table.set_phase(p, None);
+                restoring.cancel();
+            } else if let Some(active) = self.table.take_active(p) {
+                handover.push((p, active.revoke()));
+            }
+        }
+        if lost {
+            // The group moved on without this member: committing or
+            // snapshotting now could overwrite the new owner's progress.
+            warn!(message = "Partitions lost (session expired); dropped without a commit.", lost = ?partitions);
+        } else if !handover.is_empty() {
+            self.hand_over(&mut handover);
+        }
+        for (_, revoking) in handover {
+            revoking.done();
+        }
+        info!(message = "Partitions revoked.", revoked = ?partitions, remaining = self.table.counts().0);
+    }
+
+    /// Drains, commits and snapshots the revoked partitions, each step
+    /// bounded by `--drain-timeout-ms`.
+    fn hand_over(&mut self, handover: &mut Handover) {
+        let drain = Duration::from_millis(self.config.drain_timeout_ms);
+        self.drain(handover, Instant::now() + drain, false);
+        self.commit_handover(handover);
+        self.snapshot_handover(handover, Instant::now() + drain);
+    }
+
+    /// Activates every partition whose restore finished; a failed restore
+    /// stops the processor.
+    pub(super) fn activate_restored(&mut self) {
+        let finished = self.restores.finished();
+        if finished.is_empty() {
+            return;
+        }
+        for done in finished {
+            self.activate(done);
+        }
+        self.publish_ownership();
+    }
+
+    fn activate(&mut self, done: RestoreDone) {
+        let RestoreDone {
+            partition,
+            epoch,
+            result,
+        } = done;
+        // Revoked (and maybe assigned again) since the job started.
+        if self
+            .restoring
+            .get(&partition)
+            .is_none_or(|r| r.epoch() != epoch)
+        {
+            return;
+        }
+        let Some(restoring) = self.restoring.remove(&partition) else {
+            return;
+        };
+        let restored = match result {
+            Ok(restored) => restored,
+            Err(error) => {
+                error!(message = "Cannot restore partition state; stopping.", partition, %error);
+                self.table.set_phase(partition, None);
+                self.failure.get_or_insert(error);
+                return;
+            }
+        };
+        let seek = restoring.needs_seek().then_some(restored.committed);
+        let waited = restoring.elapsed_seconds();
+        let active = restoring.activate(restored);
+        if let Some(committed) = seek
+            && let Err(error) = self.seek(partition, committed)
+        {
+            error!(message = "Cannot seek back to the committed offset; stopping.", partition, %error);
+            self.table.set_phase(partition, None);
+            self.failure.get_or_insert(error);
+            return;
+        }
+        self.resume(partition, active);
+        info!(message = "Partition active.", partition, seconds = waited);
+    }
+
+    fn seek(&self, partition: i32, committed: Option<i64>) -> Result<(), ProcessorError> {
+        let position = committed.map_or(Offset::Beginning, Offset::Offset);
+        self.consumer
+            .seek(&self.config.input_topic, partition, position, SEEK_TIMEOUT)
+            .map_err(|error| ProcessorError::Seek { partition, error })
+    }
+
+    fn resume(&mut self, partition: i32, active: Active) {
+        self.table.insert_active(partition, active);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.input_topic, partition);
+        if let Err(error) = self.consumer.resume(&tpl) {
+            warn!(message = "Cannot resume a restored partition.", partition, %error);
+        }
+    }
+}

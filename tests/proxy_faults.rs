@@ -1,0 +1,148 @@
+//! Network faults between the processor and the broker (Tansu behind a
+//! fault-injecting proxy on loopback): latency on every forwarded chunk,
+//! connection resets in the middle of a stream, and a black hole of
+//! several seconds. Decisions stay exact (one per input offset, equal to
+//! an uninterrupted recomputation) and the processor recovers when each
+//! fault ends, without a restart.
+
+mod support;
+
+use std::time::Duration;
+
+use coupon_stream_core::workload::Profile;
+use support::kafka::{create_topic, produce_with, read_all, read_covering};
+use support::lifecycle::Processor;
+use support::logs::log_dir;
+use support::messages::{keyed, workload};
+use support::proxy::ProxiedTansu;
+use support::recompute::{check_decisions, decision_source, expected_decisions};
+use support::wait_for;
+
+const PARTITIONS: i32 = 4;
+
+fn covered(brokers: &str, count: usize, deadline: Duration) -> usize {
+    let decisions = read_covering(
+        brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        count,
+        Duration::from_secs(2),
+        deadline,
+    );
+    decisions
+        .iter()
+        .map(decision_source)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+#[test]
+fn latency_resets_and_a_black_hole_change_no_decision() {
+    let tansu = ProxiedTansu::start();
+    let brokers = tansu.brokers();
+    for topic in support::TOPICS {
+        create_topic(&brokers, topic, PARTITIONS);
+    }
+    let mut traffic = workload(Profile::Steady, 30, 3_000, 5);
+    let mut batch = |n: usize| keyed(&mut traffic, n);
+    let one_per_batch = [("batch.num.messages", "1")];
+    let dir = log_dir("proxy-faults");
+    let mut run = Processor::start(
+        &brokers,
+        "faults",
+        &dir.join("faults.log"),
+        &[
+            "--commit-interval-ms",
+            "200",
+            "--snapshot-interval-ms",
+            "1000",
+            "--drain-timeout-ms",
+            "5000",
+        ],
+    );
+    let ready = || {
+        run.get("/readyz", Duration::from_secs(5))
+            .is_some_and(|r| r.status == 200)
+    };
+    wait_for("ready", Duration::from_secs(60), ready);
+    let mut total = 0;
+
+    // Latency: 30 ms on every forwarded chunk, both ways.
+    tansu.proxy.set_latency(Duration::from_millis(30));
+    let events = batch(300);
+    total += events.len();
+    produce_with(&brokers, "coupon-events", &events, &one_per_batch);
+    assert_eq!(
+        covered(&brokers, total, Duration::from_secs(120)),
+        total,
+        "under latency"
+    );
+    tansu.proxy.set_latency(Duration::ZERO);
+
+    // Connection resets while a stream flows.
+    let events = batch(600);
+    total += events.len();
+    let producer = {
+        let brokers = brokers.clone();
+        std::thread::spawn(move || {
+            for chunk in events.chunks(50) {
+                produce_with(
+                    &brokers,
+                    "coupon-events",
+                    &chunk.to_vec(),
+                    &[("batch.num.messages", "1")],
+                );
+            }
+        })
+    };
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        let reset = tansu.proxy.reset_connections();
+        eprintln!("reset {reset} connections");
+    }
+    producer.join().unwrap();
+    assert_eq!(
+        covered(&brokers, total, Duration::from_secs(120)),
+        total,
+        "after resets"
+    );
+
+    // A black hole: input waiting, nothing crosses for 8 s, then it heals.
+    let events = batch(300);
+    total += events.len();
+    produce_with(&brokers, "coupon-events", &events, &one_per_batch);
+    tansu.proxy.black_hole(Duration::from_secs(8));
+    wait_for("the black hole to end", Duration::from_secs(20), || {
+        !tansu.proxy.black_holed()
+    });
+    assert_eq!(
+        covered(&brokers, total, Duration::from_secs(120)),
+        total,
+        "after the black hole"
+    );
+    wait_for("ready again", Duration::from_secs(60), ready);
+
+    // Exact: every decision equals the recomputation.
+    let input = read_all(
+        &brokers,
+        "coupon-events",
+        PARTITIONS,
+        total,
+        Duration::from_secs(60),
+    );
+    assert_eq!(input.len(), total);
+    let expected = expected_decisions(&input, PARTITIONS);
+    let decisions = read_covering(
+        &brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        total,
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    );
+    let seen = check_decisions(&decisions, &expected);
+    assert_eq!(seen.len(), total);
+    assert!(run.events("Processor started.").len() == 1, "no restart");
+    run.terminate_within(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}
