@@ -639,7 +639,7 @@ mod tests {
                 // 0.3 s of CPU, however busy the machine.
                 while started.elapsed() < Duration::from_secs(30) {
                     x = std::hint::black_box(x.wrapping_add(1));
-                    if x % 1_000_000 == 0 {
+                    if x.is_multiple_of(1_000_000) {
                         let (cpu, _) = child_usage(std::process::id());
                         let mine = cpu_by_thread(std::process::id(), cpu)
                             .into_iter()
