@@ -4,7 +4,7 @@
 //! With 4 KiB pages nearly every lookup also misses the TLB; this kernel
 //! grants huge pages only to memory that asks for them (`madvise` mode), and
 //! glibc's malloc never asks. jemalloc's `thp:always` does, for its own
-//! extents and metadata. Measured: see README, "Performance".
+//! extents and metadata. Measured: docs/PERFORMANCE.md#why-the-replay-target-is-missed.
 //! `_RJEM_MALLOC_CONF` overrides these settings at run time.
 
 #[global_allocator]

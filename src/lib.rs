@@ -1,6 +1,6 @@
 //! coupon-stream: the adapters around the pure decision core
 //! ([`coupon_stream_core`]), which decides, one event at a time, whether
-//! coupons may be issued and redeemed under the contract in `README.md`.
+//! coupons may be issued and redeemed under the contract in `docs/CONTRACT.md`.
 //!
 //! - [`kafka`] is the Kafka processor: consumer-group source, producer sink,
 //!   offset commits, state snapshots to a compacted topic.

@@ -14,9 +14,9 @@ use coupon_stream::cli::{self as args, Cli, Command, LogFormat};
 use coupon_stream::kafka::config::KafkaConfig;
 use coupon_stream::kafka::service;
 use coupon_stream::ops::signals::shutdown_on_signals;
+use coupon_stream::replay;
 use coupon_stream::tools::{bench::BenchOptions, demo::DemoOptions, loadgen};
 use coupon_stream_core::config::CoreConfig;
-use coupon_stream_core::decision_core::DecisionCore;
 use coupon_stream_core::workload::{Workload, WorkloadConfig};
 
 fn main() -> ExitCode {
@@ -76,14 +76,26 @@ fn run(args: &args::RunArgs, copy_only: bool) -> anyhow::Result<()> {
 }
 
 fn replay(args: &args::ReplayArgs) -> anyhow::Result<()> {
-    let mut core = DecisionCore::new(CoreConfig::try_from(&args.core)?);
-    let input = args::open_input(args.input.as_deref())?;
+    let config = CoreConfig::try_from(&args.core)?;
+    let input = args::open_raw_input(args.input.as_deref())?;
     let output = args::open_output(args.output.as_deref())?;
     let started = Instant::now();
-    let tally = coupon_stream::replay::replay(&mut core, input, output)?;
+    let report = replay::replay_sharded(config, args.into(), input, output)?;
+    let seconds = started.elapsed().as_secs_f64();
     if !args.quiet {
-        let seconds = started.elapsed().as_secs_f64();
-        eprintln!("{}", ReplaySummary::new(&tally, seconds, core.stats()));
+        eprintln!(
+            "{}",
+            ReplaySummary::new(&report.tally, seconds, report.stats)
+        );
+    }
+    if args.stage_times {
+        eprintln!(
+            "{}",
+            args::StageReport {
+                report: &report,
+                seconds
+            }
+        );
     }
     Ok(())
 }

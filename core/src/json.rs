@@ -2,7 +2,7 @@
 //! a JSON object whose members are read into a fixed table of known fields.
 //!
 //! Why not serde_json: decoding was two thirds of the instructions of a
-//! decision (callgrind, README "Performance"). This scanner validates UTF-8
+//! decision (callgrind, docs/PERFORMANCE.md). This scanner validates UTF-8
 //! once for the whole value, records only where each known member's value
 //! lies, and builds a value (borrowing every string without escapes) only
 //! when the decoder asks for it. It accepts exactly the RFC 8259 documents

@@ -1,5 +1,5 @@
 //! coupon-stream-core: the pure decision core of coupon-stream. Events in,
-//! decisions out, under the wire and decision contract in `README.md`; no
+//! decisions out, under the wire and decision contract in `docs/CONTRACT.md`; no
 //! I/O, no clock and no threads, so run, replay, benchmarks and fuzzing
 //! share it without pulling in Kafka.
 //!

@@ -2,7 +2,7 @@
 //! path) for standard input and output, buffered in 1 MiB blocks.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::ArgsError;
@@ -19,6 +19,21 @@ pub fn open_input(path: Option<&Path>) -> Result<Box<dyn BufRead>, ArgsError> {
                 error,
             })?;
             Ok(Box::new(BufReader::with_capacity(BUFFER_BYTES, file)))
+        }
+    }
+}
+
+/// The input as a plain reader: `replay` reads it in large blocks itself.
+pub fn open_raw_input(path: Option<&Path>) -> Result<Box<dyn Read>, ArgsError> {
+    match path {
+        None => Ok(Box::new(io::stdin())),
+        Some(p) if p.as_os_str() == "-" => Ok(Box::new(io::stdin())),
+        Some(p) => {
+            let file = File::open(p).map_err(|error| ArgsError::OpenInput {
+                path: p.to_owned(),
+                error,
+            })?;
+            Ok(Box::new(file))
         }
     }
 }

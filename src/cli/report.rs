@@ -12,7 +12,7 @@ use coupon_stream_core::state::StateStats;
 use crate::kafka::config::Guarantee;
 use crate::ops::telemetry::Progress;
 use crate::replay::ReplayTally;
-use crate::tools::bench::{BenchOptions, BenchReport};
+use crate::tools::bench::{BenchOptions, BenchReport, LatencyMs};
 use crate::tools::demo::{DemoReport, Tick};
 use crate::tools::loadgen::LoadSummary;
 
@@ -65,19 +65,49 @@ impl fmt::Display for BenchTable<'_> {
             "cpu s/M ev",
             "peak MiB"
         )?;
+        let mut warm_up_kept = false;
         for r in reports {
+            let latency = |pick: fn(&LatencyMs) -> f64| {
+                r.latency_ms
+                    .as_ref()
+                    .map_or("-".to_owned(), |l| format!("{:.1}", pick(l)))
+            };
+            warm_up_kept |= r.latency_ms.as_ref().is_some_and(|l| !l.warm_up_excluded);
             writeln!(
                 f,
-                "{:<14} {:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.2} {:>12.2} {:>10.1}",
+                "{:<14} {:>12.0} {:>9} {:>9} {:>9} {:>9} {:>10.2} {:>12.2} {:>10.1}",
                 bench_label(r),
                 r.events_per_second,
-                r.latency_ms.p50,
-                r.latency_ms.p99,
-                r.latency_ms.p999,
-                r.latency_ms.max,
+                latency(|l| l.p50),
+                latency(|l| l.p99),
+                latency(|l| l.p999),
+                latency(|l| l.max),
                 r.cpu_seconds,
                 r.cpu_seconds_per_million_events,
                 r.peak_rss_bytes as f64 / MIB
+            )?;
+        }
+        if warm_up_kept {
+            writeln!(
+                f,
+                "latency: every event counted (too few were produced after the first second to leave it out)"
+            )?;
+        }
+        for r in reports {
+            let threads: Vec<String> = r
+                .cpu_by_thread
+                .iter()
+                .filter(|t| t.cpu_seconds >= 0.005)
+                .map(|t| match t.threads {
+                    0 | 1 => format!("{} {:.2}", t.name, t.cpu_seconds),
+                    n => format!("{} x{n} {:.2}", t.name, t.cpu_seconds),
+                })
+                .collect();
+            writeln!(
+                f,
+                "{} cpu s by thread: {}",
+                bench_label(r),
+                threads.join(", ")
             )?;
         }
         if let Some(baseline) = reports.iter().find(|r| r.guarantee.is_none()) {

@@ -148,7 +148,7 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("isolation.level", "read_committed")
-            // Measured with `bench` (README, Performance): at 100k events/s
+            // Measured with `bench` (docs/PERFORMANCE.md): at 100k events/s
             // these cut p50 latency from 107 ms to 28 ms, against 64 KiB /
             // 50 ms, with saturation throughput within run-to-run noise.
             .set("fetch.min.bytes", "1")

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tracing::error;
 
 use crate::ops::health::Health;
+use crate::ops::telemetry;
 use coupon_stream_core::state::query::{CampaignView, CouponView};
 
 /// How often histogram and summary storage is compacted.
@@ -191,7 +192,7 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(),
+        telemetry::render_event_time_lag(state.metrics.render()),
     )
         .into_response()
 }

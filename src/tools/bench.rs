@@ -114,12 +114,33 @@ impl Mode {
     }
 }
 
+/// End-to-end latency percentiles, in milliseconds, and what they are
+/// over.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyMs {
     pub p50: f64,
     pub p99: f64,
     pub p999: f64,
     pub max: f64,
+    /// Records the percentiles are over.
+    pub samples: u64,
+    /// True when records of events produced in the first second (clients
+    /// connecting, fetching metadata) were left out: they are whenever at
+    /// least a tenth of the events, and 1,000, were produced later. A short
+    /// saturation run produces everything within that second; its
+    /// percentiles are then over every record (false here).
+    pub warm_up_excluded: bool,
+}
+
+/// CPU time of the child's threads of one name (librdkafka names its
+/// threads `rdk:main`, `rdk:broker<id>`; the processor's loop runs on the
+/// main thread, `coupon-stream`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadCpu {
+    pub name: String,
+    /// Live threads of that name when sampled.
+    pub threads: u32,
+    pub cpu_seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,11 +159,19 @@ pub struct BenchReport {
     pub events_per_second: f64,
     /// The load generator's own rate.
     pub produced_per_second: f64,
-    pub latency_ms: LatencyMs,
+    /// Event produced to decision (or copy) readable. Absent only when no
+    /// record carried a timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<LatencyMs>,
     /// Decisions by outcome (empty for the baseline).
     pub outcomes: Vec<(String, u64)>,
     pub cpu_seconds: f64,
     pub cpu_seconds_per_million_events: f64,
+    /// The child's CPU by thread name, largest first, sampled when the last
+    /// record was read. Threads that had already exited (the processor's
+    /// per-batch partition threads) are summed under `(exited threads)`:
+    /// the process total minus the live threads.
+    pub cpu_by_thread: Vec<ThreadCpu>,
     pub peak_rss_bytes: u64,
 }
 
@@ -276,7 +305,7 @@ fn run_one(
     let read = read?;
     let seconds = read.last_read.duration_since(started).as_secs_f64();
     let (cpu_seconds, peak_rss_bytes) = child_usage(child.0.id());
-    let latency = |q: f64| read.latency_us.value_at_quantile(q) as f64 / 1000.0;
+    let cpu_by_thread = cpu_by_thread(child.0.id(), cpu_seconds);
     Ok(BenchReport {
         mode,
         guarantee,
@@ -288,12 +317,7 @@ fn run_one(
         seconds,
         events_per_second: options.events as f64 / seconds.max(1e-9),
         produced_per_second: load.events as f64 / load.seconds.max(1e-9),
-        latency_ms: LatencyMs {
-            p50: latency(0.5),
-            p99: latency(0.99),
-            p999: latency(0.999),
-            max: read.latency_us.max() as f64 / 1000.0,
-        },
+        latency_ms: read.latency_ms(options.events),
         outcomes: match mode {
             Mode::Baseline => Vec::new(),
             Mode::Processor => Outcome::ALL
@@ -305,6 +329,7 @@ fn run_one(
         },
         cpu_seconds,
         cpu_seconds_per_million_events: cpu_seconds / (options.events as f64 / 1e6),
+        cpu_by_thread,
         peak_rss_bytes,
     })
 }
@@ -366,8 +391,37 @@ fn wait_ready(child: &mut Child, port: u16, what: &'static str) -> Result<(), Be
 
 struct ReadBack {
     last_read: Instant,
-    latency_us: Histogram<u64>,
+    /// Every record's latency.
+    latency_all_us: Histogram<u64>,
+    /// Latencies of events produced after the warm-up.
+    latency_steady_us: Histogram<u64>,
     outcomes: [u64; Outcome::ALL.len()],
+}
+
+impl ReadBack {
+    /// The percentiles after the warm-up when enough events came after it,
+    /// else over every record ([`LatencyMs::warm_up_excluded`]).
+    fn latency_ms(&self, events: u64) -> Option<LatencyMs> {
+        let steady = self.latency_steady_us.len();
+        let warm_up_excluded = steady >= (events / 10).max(1_000);
+        let histogram = if warm_up_excluded {
+            &self.latency_steady_us
+        } else {
+            &self.latency_all_us
+        };
+        if histogram.is_empty() {
+            return None;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Some(LatencyMs {
+            p50: ms(histogram.value_at_quantile(0.5)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            p999: ms(histogram.value_at_quantile(0.999)),
+            max: ms(histogram.max()),
+            samples: histogram.len(),
+            warm_up_excluded,
+        })
+    }
 }
 
 /// Reads `expected` records from every partition of `topic`, recording for
@@ -401,8 +455,12 @@ fn read_back(
             .map_err(BenchError::Read)?;
     }
     consumer.assign(&tpl).map_err(BenchError::Read)?;
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
-        .map_err(|e| BenchError::Histogram(e.to_string()))?;
+    let histogram = || {
+        Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)
+            .map_err(|e| BenchError::Histogram(e.to_string()))
+    };
+    let mut latency_all_us = histogram()?;
+    let mut latency_steady_us = histogram()?;
     let mut outcomes = [0u64; Outcome::ALL.len()];
     let finder = memchr::memmem::Finder::new(b"\"outcome\":\"");
     let mut read = 0u64;
@@ -433,11 +491,14 @@ fn read_back(
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        if let Some(ts_ms) = m.timestamp().to_millis()
-            && ts_ms >= warm_up_until_ms
-        {
-            let lag = now_us.saturating_sub(ts_ms.max(0) as u64 * 1000);
-            latency_us.saturating_record(lag.clamp(1, LATENCY_MAX_US));
+        if let Some(ts_ms) = m.timestamp().to_millis() {
+            let lag = now_us
+                .saturating_sub(ts_ms.max(0) as u64 * 1000)
+                .clamp(1, LATENCY_MAX_US);
+            latency_all_us.saturating_record(lag);
+            if ts_ms >= warm_up_until_ms {
+                latency_steady_us.saturating_record(lag);
+            }
         }
         if let Some(value) = m.payload()
             && let Some(at) = finder.find(value)
@@ -455,7 +516,8 @@ fn read_back(
     }
     Ok(ReadBack {
         last_read,
-        latency_us,
+        latency_all_us,
+        latency_steady_us,
         outcomes,
     })
 }
@@ -485,6 +547,59 @@ fn child_usage(pid: u32) -> (f64, u64) {
     (cpu, rss)
 }
 
+/// The CPU seconds of each live thread of `pid`, summed by thread name,
+/// largest first, plus `(exited threads)`: `process_cpu_seconds` minus the
+/// live threads' sum. Empty where `/proc` is not readable.
+fn cpu_by_thread(pid: u32, process_cpu_seconds: f64) -> Vec<ThreadCpu> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut by_name: Vec<ThreadCpu> = Vec::new();
+    for task in tasks.flatten() {
+        let Some((name, seconds)) = std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| parse_stat(&stat))
+        else {
+            continue;
+        };
+        match by_name.iter_mut().find(|t| t.name == name) {
+            Some(t) => {
+                t.threads += 1;
+                t.cpu_seconds += seconds;
+            }
+            None => by_name.push(ThreadCpu {
+                name,
+                threads: 1,
+                cpu_seconds: seconds,
+            }),
+        }
+    }
+    if by_name.is_empty() {
+        return by_name;
+    }
+    let live: f64 = by_name.iter().map(|t| t.cpu_seconds).sum();
+    by_name.push(ThreadCpu {
+        name: "(exited threads)".to_owned(),
+        threads: 0,
+        cpu_seconds: (process_cpu_seconds - live).max(0.0),
+    });
+    by_name.sort_by(|a, b| b.cpu_seconds.total_cmp(&a.cpu_seconds));
+    by_name
+}
+
+/// The command name and CPU seconds (user + system) of a `/proc/.../stat`
+/// line.
+fn parse_stat(stat: &str) -> Option<(String, f64)> {
+    // The name is in parentheses and may itself hold spaces or `)`.
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / CLOCK_TICKS_PER_SECOND))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,5 +625,100 @@ mod tests {
         assert!(cpu < 3600.0, "{cpu}");
         assert!(rss > 64 << 20, "{rss}");
         assert_eq!(std::hint::black_box(&touched)[touched.len() - 1], 1);
+    }
+
+    #[test]
+    fn reads_threads_by_name() {
+        let (spun, spinning) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let spin = std::thread::Builder::new()
+            .name("bench-test-spin".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let mut x = 0u64;
+                // 0.3 s of CPU, however busy the machine.
+                while started.elapsed() < Duration::from_secs(30) {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                    if x.is_multiple_of(1_000_000) {
+                        let (cpu, _) = child_usage(std::process::id());
+                        let mine = cpu_by_thread(std::process::id(), cpu)
+                            .into_iter()
+                            .find(|t| t.name == "bench-test-spin")
+                            .map_or(0.0, |t| t.cpu_seconds);
+                        if mine >= 0.3 {
+                            break;
+                        }
+                    }
+                }
+                spun.send(()).unwrap();
+                let _ = released.recv();
+            })
+            .unwrap();
+        spinning.recv().unwrap();
+        let (cpu, _) = child_usage(std::process::id());
+        let threads = cpu_by_thread(std::process::id(), cpu);
+        release.send(()).unwrap();
+        spin.join().unwrap();
+        let spinner = threads
+            .iter()
+            .find(|t| t.name == "bench-test-spin")
+            .unwrap();
+        assert_eq!(spinner.threads, 1);
+        assert!(spinner.cpu_seconds >= 0.3, "{threads:?}");
+        assert!(cpu >= spinner.cpu_seconds, "{threads:?}");
+        assert!(threads.iter().any(|t| t.name == "(exited threads)"));
+        assert!(
+            threads
+                .windows(2)
+                .all(|w| w[0].cpu_seconds >= w[1].cpu_seconds)
+        );
+    }
+
+    #[test]
+    fn parses_stat_lines_with_odd_names() {
+        let stat = "42 (rdk:broker) 1) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
+        assert_eq!(parse_stat(stat), Some(("rdk:broker) 1".to_owned(), 3.0)));
+        assert_eq!(parse_stat("42 (x) S"), None);
+    }
+
+    fn read_back_with(all: &[u64], steady: &[u64]) -> ReadBack {
+        let mut read = ReadBack {
+            last_read: Instant::now(),
+            latency_all_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).unwrap(),
+            latency_steady_us: Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).unwrap(),
+            outcomes: [0; Outcome::ALL.len()],
+        };
+        for &us in all {
+            read.latency_all_us.record(us).unwrap();
+        }
+        for &us in steady {
+            read.latency_steady_us.record(us).unwrap();
+        }
+        read
+    }
+
+    /// A short saturation run produces everything in the warm-up second:
+    /// its latencies are over every record, never zeros.
+    #[test]
+    fn latency_is_measured_when_every_event_is_in_the_warm_up() {
+        let all: Vec<u64> = (1..=300_000).map(|i| 1_000_000 + i).collect();
+        let latency = read_back_with(&all, &[]).latency_ms(300_000).unwrap();
+        assert!(!latency.warm_up_excluded);
+        assert_eq!(latency.samples, 300_000);
+        assert!((latency.p50 - 1_150.0).abs() < 2.0, "{latency:?}");
+        assert!(latency.p99 > latency.p50 && latency.max >= latency.p999);
+    }
+
+    #[test]
+    fn latency_leaves_the_warm_up_out_when_enough_came_after() {
+        let all: Vec<u64> = (0..20_000)
+            .map(|i| if i < 10_000 { 900_000 } else { 5_000 })
+            .collect();
+        let steady = vec![5_000; 10_000];
+        let latency = read_back_with(&all, &steady).latency_ms(20_000).unwrap();
+        assert!(latency.warm_up_excluded);
+        assert_eq!(latency.samples, 10_000);
+        assert!((latency.max - 5.0).abs() < 0.01, "{latency:?}");
+        assert!(read_back_with(&[], &[]).latency_ms(10).is_none());
     }
 }
