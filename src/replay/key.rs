@@ -336,7 +336,7 @@ mod tests {
         let quick = |l: &str| quick_scan(l.as_bytes());
         assert_eq!(
             quick(r#"{"type":"redeem","seller_id":"s1","ts":1}"#),
-            Some(Scan::Found(29, 31))
+            Some(Scan::Found(30, 32))
         );
         assert_eq!(quick(r#"{"type":"redeem"}"#), Some(Scan::NotFound));
         assert_eq!(quick(r#"{"seller_id":7}"#), Some(Scan::NotFound));
@@ -347,7 +347,7 @@ mod tests {
         assert_eq!(quick(r#"{"a":[{"b":1}],"seller_id":"s"}"#), None);
         assert_eq!(
             quick(r#"{"a":[1,"x"],"seller_id":"s"}"#),
-            Some(Scan::Found(27, 28))
+            Some(Scan::Found(26, 27))
         );
         assert_eq!(quick(r#"{"a":[1,"seller_id"],"seller_id":"s"}"#), None);
         assert_eq!(quick(r#"{"a":["seller_id"]}"#), None);
