@@ -10,36 +10,8 @@ use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision_core::DecisionCore;
 use serde_json::Value;
 
-const FIELDS: [&str; 14] = [
-    "event_id",
-    "type",
-    "seller_id",
-    "ts",
-    "outcome",
-    "reason",
-    "source",
-    "campaign_id",
-    "results",
-    "coupon_id",
-    "order_id",
-    "user_id",
-    "discount_cents",
-    "duplicate",
-];
-
-/// Drops `null` members recursively, so absent and null compare equal.
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        other => other.clone(),
-    }
-}
+#[path = "support/decision_fields.rs"]
+mod decision_fields;
 
 fn check_vectors(name: &str) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -72,15 +44,8 @@ fn check_vectors(name: &str) {
     );
     assert_eq!(tally.messages as usize, expected.len());
 
-    let mut mismatches = Vec::new();
-    for (line, (want, have)) in expected.iter().zip(&got).enumerate() {
-        for field in FIELDS {
-            let w = normalize(want.get(field).unwrap_or(&Value::Null));
-            let h = normalize(have.get(field).unwrap_or(&Value::Null));
-            if w != h {
-                mismatches.push(format!("line {line} `{field}`: want {w}, got {h}"));
-            }
-        }
+    let mismatches = decision_fields::mismatches(name, &expected, &got);
+    for (line, have) in got.iter().enumerate() {
         if have["outcome"] == "invalid" {
             assert!(
                 have["detail"].as_str().is_some_and(|d| !d.is_empty()),

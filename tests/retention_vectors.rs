@@ -1147,35 +1147,8 @@ fn vector_sets() -> [VectorSet; 2] {
     ]
 }
 
-const FIELDS: [&str; 14] = [
-    "event_id",
-    "type",
-    "seller_id",
-    "ts",
-    "outcome",
-    "reason",
-    "source",
-    "campaign_id",
-    "results",
-    "coupon_id",
-    "order_id",
-    "user_id",
-    "discount_cents",
-    "duplicate",
-];
-
-fn normalize(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), normalize(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(normalize).collect()),
-        other => other.clone(),
-    }
-}
+#[path = "support/decision_fields.rs"]
+mod decision_fields;
 
 #[test]
 fn retention_vectors_are_regenerated_exactly_and_decided_as_the_model() {
@@ -1234,16 +1207,7 @@ fn retention_vectors_are_regenerated_exactly_and_decided_as_the_model() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(got.len(), decisions.len());
-        let mut mismatches = Vec::new();
-        for (line, (want, have)) in decisions.iter().zip(&got).enumerate() {
-            for f in FIELDS {
-                let w = normalize(want.get(f).unwrap_or(&Value::Null));
-                let h = normalize(have.get(f).unwrap_or(&Value::Null));
-                if w != h {
-                    mismatches.push(format!("{} line {line} `{f}`: want {w}, got {h}", set.name));
-                }
-            }
-        }
+        let mismatches = decision_fields::mismatches(set.name, &decisions, &got);
         assert!(
             mismatches.is_empty(),
             "{} mismatches, first: {:#?}",

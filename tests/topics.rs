@@ -14,11 +14,11 @@ use coupon_stream_core::workload::Profile;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use support::kafka::{produce_with, read_all, read_covering};
+use support::kafka::{produce_with, read_covering};
 use support::lifecycle::Processor;
 use support::logs::log_dir;
 use support::messages::{Messages, keyed, workload};
-use support::recompute::{check_decisions, decision_source, expected_decisions};
+use support::recompute::{check_run, decision_source};
 use support::{Tansu, wait_for};
 
 const PARTITIONS: i32 = 8;
@@ -72,25 +72,13 @@ fn describe(brokers: &str, name: &str) -> (usize, Option<String>) {
 }
 
 fn check_all_decided(brokers: &str, total: usize) {
-    let input = read_all(
+    check_run(
         brokers,
-        "coupon-events",
-        PARTITIONS,
-        total,
-        Duration::from_secs(60),
-    );
-    assert_eq!(input.len(), total);
-    let expected = expected_decisions(&input, PARTITIONS);
-    let decisions = read_covering(
-        brokers,
-        "coupon-decisions",
         PARTITIONS,
         total,
         Duration::from_secs(3),
         Duration::from_secs(120),
     );
-    let seen = check_decisions(&decisions, &expected);
-    assert_eq!(seen.len(), total, "one decision per input offset");
 }
 
 const FAST: &[&str] = &[
@@ -106,11 +94,8 @@ const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
 #[test]
 fn creates_its_state_topic_decides_everything_and_restarts_from_snapshots() {
-    let tansu = Tansu::start();
+    let tansu = Tansu::with_topics(PARTITIONS);
     let brokers = tansu.brokers();
-    for topic in support::TOPICS {
-        tansu.create_topic(topic, PARTITIONS);
-    }
     let first = generated(2_000, 1);
     produce_with(&brokers, "coupon-events", &first, ONE_PER_BATCH);
     let dir = log_dir("topics-create");
@@ -187,11 +172,8 @@ fn expect_exit_1(
 
 #[test]
 fn a_missing_or_wrong_state_topic_is_one_line_and_exit_1() {
-    let tansu = Tansu::start();
+    let tansu = Tansu::with_topics(PARTITIONS);
     let brokers = tansu.brokers();
-    for topic in support::TOPICS {
-        tansu.create_topic(topic, PARTITIONS);
-    }
     let dir = log_dir("topics-wrong");
     let wait = ["--topic-wait-timeout-ms", "2000"];
 

@@ -155,33 +155,8 @@ pub fn timed_get(port: u16, path: &str, timeout: Duration) -> Option<Response> {
         }
     }
     let took = started.elapsed();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
+    let (status, body) = super::http::parse_response(&String::from_utf8_lossy(&response))?;
     Some(Response { status, body, took })
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n + 2 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
 }
 
 /// The sum of every sample of metric `name` in a Prometheus text page.

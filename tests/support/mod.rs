@@ -1,6 +1,8 @@
 //! What the integration tests share, one concern per file: brokers
 //! ([`tansu`]), Kafka clients ([`kafka`]), input messages ([`messages`]),
 //! the per-partition recomputation that checks the output ([`recompute`]),
+//! decisions compared field by field as the contract defines them
+//! ([`decision_fields`]),
 //! the processor as a child process ([`processes`]), its HTTP endpoint
 //! ([`http`]) and JSON logs ([`logs`]), bounded waits ([`wait`]), the
 //! lifecycle tests' processor handle and probes ([`lifecycle`]), and a
@@ -10,6 +12,7 @@
 // Each test binary uses a part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod decision_fields;
 pub mod http;
 pub mod kafka;
 pub mod lifecycle;

@@ -4,12 +4,13 @@
 //! transactions), its decisions must equal these.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, KeyCheck, Message};
 
-use super::kafka::Record;
+use super::kafka::{Record, read_all, read_covering};
 
 /// Decides each partition's input and calls `decided` with every
 /// (partition, offset) and its decision; returns each partition's core.
@@ -97,4 +98,51 @@ pub fn check_decisions(
         }
     }
     seen
+}
+
+/// What [`check_run`] read.
+#[derive(Debug)]
+pub struct CheckedRun {
+    /// The first decision per input offset.
+    pub seen: HashMap<(i32, i64), Vec<u8>>,
+    /// Decision records read, repeats included.
+    pub records: usize,
+}
+
+/// Checks a run's whole output against the recomputation of its whole
+/// input: reads the `total` records of `coupon-events`, then
+/// `coupon-decisions` until the decisions cover every input offset or
+/// `deadline` passes (reads of `read_for` each, [`read_covering`]), checks
+/// each decision with [`check_decisions`], and asserts that every input
+/// offset has its decision.
+pub fn check_run(
+    brokers: &str,
+    partitions: i32,
+    total: usize,
+    read_for: Duration,
+    deadline: Duration,
+) -> CheckedRun {
+    let input = read_all(
+        brokers,
+        "coupon-events",
+        partitions,
+        total,
+        Duration::from_secs(120),
+    );
+    assert_eq!(input.len(), total, "the whole input is readable");
+    let expected = expected_decisions(&input, partitions);
+    let decisions = read_covering(
+        brokers,
+        "coupon-decisions",
+        partitions,
+        total,
+        read_for,
+        deadline,
+    );
+    let seen = check_decisions(&decisions, &expected);
+    assert_eq!(seen.len(), total, "one decision per input offset");
+    CheckedRun {
+        seen,
+        records: decisions.len(),
+    }
 }
