@@ -98,7 +98,17 @@ pub fn produce_with(brokers: &str, topic: &str, messages: &Messages, settings: &
                 }
             }
         }
-        producer.flush(Duration::from_secs(60)).unwrap();
+        // Every acknowledgement, however slowly a loaded machine's broker
+        // gives them: fails only when a whole minute delivers nothing.
+        let mut in_flight = producer.in_flight_count();
+        while let Err(e) = producer.flush(Duration::from_secs(60)) {
+            let now = producer.in_flight_count();
+            assert!(
+                now < in_flight,
+                "{topic}: no acknowledgement for 60 s, {now} messages in flight: {e}"
+            );
+            in_flight = now;
+        }
     }
 }
 
