@@ -15,7 +15,7 @@ use std::hint::black_box;
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision::{Decision, Source};
 use coupon_stream_core::decision_core::{DecisionCore, Message};
-use coupon_stream_core::decode::decode;
+use coupon_stream_core::decode::{decode, decode_strict};
 use coupon_stream_core::encode::encode_decision;
 use coupon_stream_core::event::EventType;
 use coupon_stream_core::state::{PartitionState, Ruling, UserResult};
@@ -88,6 +88,17 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             for v in batch {
                 let _ = black_box(decode(black_box(v), 65_536));
+            }
+        })
+    });
+
+    // The strict decoder alone, as every value was decoded before the fast
+    // path (issue 15), on the same payloads in the same run.
+    group.bench_function("decode_strict", |b| {
+        let batch = &measured[..BATCH];
+        b.iter(|| {
+            for v in batch {
+                let _ = black_box(decode_strict(black_box(v)));
             }
         })
     });

@@ -36,6 +36,14 @@ pub enum InternError {
     Full,
 }
 
+/// What [`Interner::probe`] found: the handle, if the string is interned,
+/// and the string's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    hash: u64,
+    pub handle: Option<u32>,
+}
+
 #[derive(Default)]
 pub struct Interner {
     table: HashTable<u32>,
@@ -76,16 +84,41 @@ impl Interner {
             .copied()
     }
 
+    /// The handle of `s`, if it was interned, with the hash that
+    /// [`Interner::intern_probed`] reuses: one hash and one probe where a
+    /// caller first asks and then interns.
+    pub fn probe(&self, s: &str) -> Probe {
+        let hash = self.hasher.hash_one(s.as_bytes());
+        let handle = self
+            .table
+            .find(hash, |&id| self.bytes(id) == s.as_bytes())
+            .copied();
+        Probe { hash, handle }
+    }
+
     /// The handle of `s`, interning it if new.
     pub fn intern(&mut self, s: &str) -> Result<u32, InternError> {
+        let probe = self.probe(s);
+        self.intern_probed(s, probe)
+    }
+
+    /// The handle of `s`, interning it if new, given `probe`, the result of
+    /// [`Interner::probe`] of the same `s` with no change to the interner
+    /// since.
+    pub fn intern_probed(&mut self, s: &str, probe: Probe) -> Result<u32, InternError> {
         let bytes = s.as_bytes();
+        debug_assert_eq!(
+            probe.hash,
+            self.hasher.hash_one(bytes),
+            "probe of another string"
+        );
+        if let Some(id) = probe.handle {
+            return Ok(id);
+        }
         if bytes.len() > ID_BYTES_MAX {
             return Err(InternError::TooLong(bytes.len()));
         }
-        let hash = self.hasher.hash_one(bytes);
-        if let Some(&id) = self.table.find(hash, |&id| self.bytes(id) == bytes) {
-            return Ok(id);
-        }
+        let hash = probe.hash;
         if self.len >= INTERNED_MAX {
             return Err(InternError::Full);
         }

@@ -304,22 +304,27 @@ impl PartitionState {
                 // A full ledger (2^32-2 coupons) is a capacity limit of the
                 // process; it stops issuance like an exhausted budget.
                 UserResult::Rejected(Rejection::BudgetExhausted)
-            } else if campaign.held_by(self.users.get(user_id)) >= def.per_user_limit {
-                UserResult::Rejected(Rejection::UserLimitReached)
             } else {
-                match self.users.intern(user_id) {
-                    Ok(user) => {
-                        // Never beyond the indexed deadline: expires_at is
-                        // at most the current valid_until.
-                        debug_assert!(expires_at <= campaign.last_relevant_ts());
-                        let serial = campaign.coupons.issue(user, expires_at);
-                        campaign.add_holding(user);
-                        issued_today += 1;
-                        issued += 1;
-                        UserResult::Issued { serial, expires_at }
+                // One hash and probe of the user id serve the limit check
+                // and the interning.
+                let probe = self.users.probe(user_id);
+                if campaign.held_by(probe.handle) >= def.per_user_limit {
+                    UserResult::Rejected(Rejection::UserLimitReached)
+                } else {
+                    match self.users.intern_probed(user_id, probe) {
+                        Ok(user) => {
+                            // Never beyond the indexed deadline: expires_at is
+                            // at most the current valid_until.
+                            debug_assert!(expires_at <= campaign.last_relevant_ts());
+                            let serial = campaign.coupons.issue(user, expires_at);
+                            campaign.add_holding(user);
+                            issued_today += 1;
+                            issued += 1;
+                            UserResult::Issued { serial, expires_at }
+                        }
+                        // Only reachable with 2^32 distinct users in a partition.
+                        Err(_) => UserResult::Rejected(Rejection::BudgetExhausted),
                     }
-                    // Only reachable with 2^32 distinct users in a partition.
-                    Err(_) => UserResult::Rejected(Rejection::BudgetExhausted),
                 }
             };
             self.issue_results.push(result);

@@ -1,0 +1,398 @@
+//! The fast path of [`super::decode`] for the three event types that make up
+//! nearly all traffic (`issue`, `redeem`, `release`), in the shape producers
+//! write them: each of the type's fields once and no other member, strings
+//! without escapes, integers without sign, fraction or exponent, whitespace
+//! only between tokens.
+//!
+//! It never judges a value: it returns the event the strict decoder returns
+//! for the same bytes, or `None`, and then the caller runs the strict
+//! decoder, which gives every error and every other event. One pass over the
+//! bytes builds the event directly; the strict decoder's two passes (scan
+//! into a field table, then validate the table) and its generic value type
+//! are what this skips. Anything outside the narrow grammar (an escape,
+//! `null`, a repeated, unknown or irrelevant member, a missing field, another
+//! type, a number the contract refuses) is `None`. The unit property test
+//! below and the `decode_paths` fuzz target check the claim: whenever this
+//! returns an event, the strict decoder returns the same one.
+
+use std::borrow::Cow;
+
+use super::Field;
+use crate::event::{Body, Event, EventType, IssueRequest, RedeemRequest, ReleaseRequest};
+use crate::id::{INT_MAX, is_valid_id};
+
+/// Most recipients the fast path collects before leaving a request to the
+/// strict decoder; only bounds the work of a value that will be refused.
+const USER_IDS_MAX: usize = 1024;
+
+/// A set of [`Field`]s as bits.
+const fn mask(fields: &[Field]) -> u32 {
+    let mut m = 0;
+    let mut i = 0;
+    while i < fields.len() {
+        m |= 1 << fields[i] as u32;
+        i += 1;
+    }
+    m
+}
+
+const COMMON: u32 = mask(&[Field::Type, Field::EventId, Field::Ts, Field::SellerId]);
+const ISSUE: u32 = COMMON | mask(&[Field::CampaignId, Field::UserIds]);
+const REDEEM: u32 = COMMON
+    | mask(&[
+        Field::CouponId,
+        Field::UserId,
+        Field::OrderId,
+        Field::OrderCents,
+    ]);
+const RELEASE: u32 = COMMON | mask(&[Field::CouponId, Field::OrderId]);
+
+/// The event the strict decoder would return for `value`, or `None` when
+/// `value` is outside the fast path's grammar (valid or not).
+pub(super) fn decode_fast(value: &[u8]) -> Option<Event<'_>> {
+    // Strings are sliced from the text: their bounds are ASCII quotes, so
+    // every slice of valid UTF-8 between them is valid UTF-8 too.
+    let text = std::str::from_utf8(value).ok()?;
+    let mut cursor = Cursor {
+        text,
+        bytes: value,
+        pos: 0,
+    };
+    let mut seen = 0u32;
+    let mut event_type = "";
+    let (mut event_id, mut seller_id, mut campaign_id) = ("", "", "");
+    let (mut coupon_id, mut user_id, mut order_id) = ("", "", "");
+    let (mut ts, mut order_cents) = (0u64, 0u64);
+    let mut user_ids: Vec<Cow<'_, str>> = Vec::new();
+
+    cursor.skip_ws();
+    cursor.expect(b'{')?;
+    loop {
+        cursor.skip_ws();
+        let field = Field::from_name(cursor.plain_string()?)?;
+        let bit = 1u32 << field as u32;
+        if seen & bit != 0 || (ISSUE | REDEEM | RELEASE) & bit == 0 {
+            return None;
+        }
+        seen |= bit;
+        cursor.skip_ws();
+        cursor.expect(b':')?;
+        cursor.skip_ws();
+        match field {
+            Field::Ts => ts = cursor.int()?,
+            Field::OrderCents => order_cents = cursor.int()?,
+            Field::UserIds => cursor.ids(&mut user_ids)?,
+            Field::Type => event_type = cursor.plain_string()?,
+            _ => {
+                let id = cursor.id()?;
+                match field {
+                    Field::EventId => event_id = id,
+                    Field::SellerId => seller_id = id,
+                    Field::CampaignId => campaign_id = id,
+                    Field::CouponId => coupon_id = id,
+                    Field::UserId => user_id = id,
+                    Field::OrderId => order_id = id,
+                    _ => return None,
+                }
+            }
+        }
+        cursor.skip_ws();
+        match cursor.next()? {
+            b',' => continue,
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    cursor.skip_ws();
+    if cursor.pos != value.len() {
+        return None;
+    }
+
+    let (expected, body) = match EventType::parse(event_type)? {
+        EventType::Issue => (
+            ISSUE,
+            Body::Issue(IssueRequest {
+                campaign_id: Cow::Borrowed(campaign_id),
+                user_ids,
+            }),
+        ),
+        EventType::Redeem => (
+            REDEEM,
+            Body::Redeem(RedeemRequest {
+                coupon_id: Cow::Borrowed(coupon_id),
+                user_id: Cow::Borrowed(user_id),
+                order_id: Cow::Borrowed(order_id),
+                order_cents,
+            }),
+        ),
+        EventType::Release => (
+            RELEASE,
+            Body::Release(ReleaseRequest {
+                coupon_id: Cow::Borrowed(coupon_id),
+                order_id: Cow::Borrowed(order_id),
+            }),
+        ),
+        EventType::Seller | EventType::Campaign => return None,
+    };
+    if seen != expected {
+        return None;
+    }
+    Some(Event {
+        event_id: Cow::Borrowed(event_id),
+        ts,
+        seller_id: Cow::Borrowed(seller_id),
+        body,
+    })
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, b: u8) -> Option<()> {
+        (self.next()? == b).then_some(())
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// A string without escapes or control characters, at its `"`.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let end = start + special_byte(&self.bytes[start..])?;
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.pos = end + 1;
+        Some(&self.text[start..end])
+    }
+
+    /// A plain string that is a valid id.
+    fn id(&mut self) -> Option<&'a str> {
+        self.plain_string().filter(|s| is_valid_id(s))
+    }
+
+    /// A JSON integer in 0..=2^53-1 without sign, fraction or exponent
+    /// (what follows it is checked by the caller: only `,`, `}`, `]` or
+    /// whitespace continue the fast path).
+    fn int(&mut self) -> Option<u64> {
+        let start = self.pos;
+        let mut value: u64 = 0;
+        while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.pos) {
+            // 16 digits hold 2^53-1; more is refused or left to the strict
+            // decoder before the sum can overflow.
+            if self.pos - start == 16 {
+                return None;
+            }
+            value = value * 10 + u64::from(d - b'0');
+            self.pos += 1;
+        }
+        let digits = self.pos - start;
+        if digits == 0 || (digits > 1 && self.bytes[start] == b'0') || value > INT_MAX {
+            return None;
+        }
+        Some(value)
+    }
+
+    /// A non-empty array of valid ids, into `out` (empty on entry).
+    fn ids(&mut self, out: &mut Vec<Cow<'a, str>>) -> Option<()> {
+        self.expect(b'[')?;
+        loop {
+            self.skip_ws();
+            if out.len() == USER_IDS_MAX {
+                return None;
+            }
+            out.push(Cow::Borrowed(self.id()?));
+            self.skip_ws();
+            match self.next()? {
+                b',' => continue,
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// The index of the first byte that ends a plain string's text (`"`, `\\`
+/// or a control character), or `None` if there is none; eight bytes per
+/// step while eight remain (ids are mostly short, but the quote is found
+/// without a branch per byte).
+fn special_byte(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte, bit 7 is set where the byte is zero: exact for the lowest
+    // such byte, which is the one returned (a borrow only runs upwards).
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let special = zero_bytes(x ^ (ONES * u64::from(b'"')))
+            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+            // Below 0x20: the same borrow trick against 0x20 per byte.
+            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
+        if special != 0 {
+            return Some(i + (special.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|p| i + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_strict as strict;
+    use proptest::prelude::*;
+
+    const ISSUE_EVENT: &str = r#"{"type":"issue","event_id":"e1","ts":1762790400000,"seller_id":"s0","campaign_id":"c0","user_ids":["u1","u2"]}"#;
+    const REDEEM_EVENT: &str = r#"{"type":"redeem","event_id":"e2","ts":5,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100}"#;
+    const RELEASE_EVENT: &str = r#" { "type" : "release" , "event_id":"e3","ts":0,"seller_id":"店","coupon_id":"c:1","order_id":"o" } "#;
+
+    #[test]
+    fn takes_the_three_hot_types_as_the_strict_decoder_does() {
+        for value in [ISSUE_EVENT, REDEEM_EVENT, RELEASE_EVENT] {
+            let fast = decode_fast(value.as_bytes()).expect("on the fast path");
+            assert_eq!(Ok(fast), strict(value.as_bytes()), "{value}");
+        }
+    }
+
+    #[test]
+    fn masks_are_the_fields_each_type_requires() {
+        for (event_type, expected) in [
+            (EventType::Issue, ISSUE),
+            (EventType::Redeem, REDEEM),
+            (EventType::Release, RELEASE),
+        ] {
+            let required = Field::COMMON_REQUIRED
+                .iter()
+                .chain(Field::required_for(event_type))
+                .fold(1 << Field::Type as u32, |m, &f| m | 1 << f as u32);
+            assert_eq!(expected, required, "{event_type:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_the_strict_decoder() {
+        let outside = [
+            // Escapes, null, a repeated, unknown or irrelevant member.
+            r#"{"type":"redeem","event_id":"e\u0032","ts":5,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100}"#,
+            r#"{"type":"redeem","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100,"x":null}"#,
+            r#"{"type":"redeem","event_id":"e","ts":5,"ts":6,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100}"#,
+            r#"{"type":"release","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o","order_cents":1}"#,
+            // Numbers: too large, leading zero, fraction, exponent, sign.
+            r#"{"type":"release","event_id":"e","ts":9007199254740992,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":05,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":5.0,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":5e0,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":-0,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":12345678901234567,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            // A missing field, an empty or long id, an empty recipient list.
+            r#"{"type":"release","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1"}"#,
+            r#"{"type":"release","event_id":"","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"issue","event_id":"e","ts":5,"seller_id":"s","campaign_id":"c","user_ids":[]}"#,
+            // Other types, trailing bytes, not an object.
+            r#"{"type":"seller","event_id":"e","ts":5,"seller_id":"s"}"#,
+            r#"{"type":"refund","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
+            r#"{"type":"release","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o"}x"#,
+            r#"["type"]"#,
+            "",
+        ];
+        for value in outside {
+            assert_eq!(decode_fast(value.as_bytes()), None, "{value}");
+        }
+        let long = format!(
+            r#"{{"type":"release","event_id":"{}","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o"}}"#,
+            "e".repeat(129)
+        );
+        assert_eq!(decode_fast(long.as_bytes()), None);
+    }
+
+    /// Values built from pieces of valid hot events, with the kinds of
+    /// damage and variation real producers and attackers send.
+    fn near_hot_event() -> impl Strategy<Value = Vec<u8>> {
+        let base = prop::sample::select(vec![ISSUE_EVENT, REDEEM_EVENT, RELEASE_EVENT]);
+        let edit = (
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec![
+                "",
+                " ",
+                "\"",
+                "\\",
+                ",",
+                ":",
+                "}",
+                "]",
+                "[",
+                "0",
+                "9",
+                "-",
+                ".",
+                "e",
+                "null",
+                "\"x\"",
+                "\u{e9}",
+                "\n",
+                "\"ts\":1,",
+                "\"x\":1,",
+                "99999999999999999",
+            ]),
+            0usize..4,
+        );
+        (base, prop::collection::vec(edit, 0..4)).prop_map(|(base, edits)| {
+            let mut bytes = base.as_bytes().to_vec();
+            for (at, insert, cut) in edits {
+                let at = at.index(bytes.len() + 1);
+                let cut = cut.min(bytes.len() - at);
+                bytes.splice(at..at + cut, insert.bytes());
+            }
+            bytes
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn special_byte_is_the_first_quote_backslash_or_control(
+            bytes in prop::collection::vec(
+                prop::sample::select(vec![b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff, b'0']),
+                0..40,
+            )
+        ) {
+            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(special_byte(&bytes), expected);
+        }
+
+        #[test]
+        fn never_differs_from_the_strict_decoder(value in near_hot_event()) {
+            if let Some(fast) = decode_fast(&value) {
+                prop_assert_eq!(Ok(fast), strict(&value));
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_differ(value in prop::collection::vec(any::<u8>(), 0..64)) {
+            if let Some(fast) = decode_fast(&value) {
+                prop_assert_eq!(Ok(fast), strict(&value));
+            }
+        }
+    }
+}
