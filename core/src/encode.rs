@@ -5,6 +5,7 @@
 
 use crate::decision::{Decision, Source};
 use crate::event::{Body, Event};
+use crate::json::first_special_byte;
 use crate::state::{Ruling, UserResult};
 
 /// Appends the JSON object of `decision` to `out` (no newline).
@@ -154,28 +155,12 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// Bytes that must be escaped inside a JSON string.
-const fn needs_escape_table() -> [bool; 256] {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = true;
-        i += 1;
-    }
-    t[b'"' as usize] = true;
-    t[b'\\' as usize] = true;
-    t
-}
-static NEEDS_ESCAPE: [bool; 256] = needs_escape_table();
-
 fn escaped(out: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !NEEDS_ESCAPE[b as usize] {
-            continue;
-        }
-        out.extend_from_slice(&bytes[start..i]);
+    let mut rest = s.as_bytes();
+    // Runs of plain text are found eight bytes a step and copied whole.
+    while let Some(at) = first_special_byte(rest) {
+        out.extend_from_slice(&rest[..at]);
+        let b = rest[at];
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -189,9 +174,9 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
                 out.push(HEX[(b & 0xf) as usize]);
             }
         }
-        start = i + 1;
+        rest = &rest[at + 1..];
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.extend_from_slice(rest);
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use crate::id::ID_BYTES_MAX;
+use crate::id::{ID_BYTES_MAX, ids_equal};
 
 /// Bytes per arena chunk. Every interned string fits in one chunk.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -80,7 +80,7 @@ impl Interner {
     pub fn get(&self, s: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(s.as_bytes());
         self.table
-            .find(hash, |&id| self.bytes(id) == s.as_bytes())
+            .find(hash, |&id| ids_equal(self.bytes(id), s.as_bytes()))
             .copied()
     }
 
@@ -91,7 +91,7 @@ impl Interner {
         let hash = self.hasher.hash_one(s.as_bytes());
         let handle = self
             .table
-            .find(hash, |&id| self.bytes(id) == s.as_bytes())
+            .find(hash, |&id| ids_equal(self.bytes(id), s.as_bytes()))
             .copied();
         Probe { hash, handle }
     }

@@ -20,6 +20,7 @@ use std::borrow::Cow;
 use super::Field;
 use crate::event::{Body, Event, EventType, IssueRequest, RedeemRequest, ReleaseRequest};
 use crate::id::{INT_MAX, is_valid_id};
+use crate::json::first_special_byte;
 
 /// Most recipients the fast path collects before leaving a request to the
 /// strict decoder; only bounds the work of a value that will be refused.
@@ -172,7 +173,7 @@ impl<'a> Cursor<'a> {
     fn plain_string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
-        let end = start + special_byte(&self.bytes[start..])?;
+        let end = start + first_special_byte(&self.bytes[start..])?;
         if self.bytes[end] != b'"' {
             return None;
         }
@@ -224,36 +225,6 @@ impl<'a> Cursor<'a> {
             }
         }
     }
-}
-
-/// The index of the first byte that ends a plain string's text (`"`, `\\`
-/// or a control character), or `None` if there is none; eight bytes per
-/// step while eight remain (ids are mostly short, but the quote is found
-/// without a branch per byte).
-fn special_byte(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // Per byte, bit 7 is set where the byte is zero: exact for the lowest
-    // such byte, which is the one returned (a borrow only runs upwards).
-    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    let mut i = 0;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let special = zero_bytes(x ^ (ONES * u64::from(b'"')))
-            | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-            // Below 0x20: the same borrow trick against 0x20 per byte.
-            | (x.wrapping_sub(ONES * 0x20) & !x & HIGH);
-        if special != 0 {
-            return Some(i + (special.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    bytes[i..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|p| i + p)
 }
 
 #[cfg(test)]
@@ -369,17 +340,6 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(20_000))]
-
-        #[test]
-        fn special_byte_is_the_first_quote_backslash_or_control(
-            bytes in prop::collection::vec(
-                prop::sample::select(vec![b'a', b'"', b'\\', 0x00, 0x1f, 0x20, 0x7f, 0x80, 0xff, b'0']),
-                0..40,
-            )
-        ) {
-            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-            prop_assert_eq!(special_byte(&bytes), expected);
-        }
 
         #[test]
         fn never_differs_from_the_strict_decoder(value in near_hot_event()) {

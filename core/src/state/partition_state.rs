@@ -22,6 +22,7 @@ use crate::config::SellerDefaults;
 use crate::event::{
     Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
 };
+use crate::id::IdKey;
 use crate::intern::Interner;
 use crate::local_day::day_ended_by;
 use crate::reason::{Outcome, Rejection};
@@ -258,10 +259,10 @@ impl PartitionState {
             outcome: Outcome::Rejected,
             reason: Some(reason),
         };
-        let Some(seller) = self.sellers.get_mut(seller_id) else {
+        let Some(seller) = self.sellers.get_mut(&IdKey(seller_id)) else {
             return rejected(Rejection::UnknownCampaign);
         };
-        let Some(campaign) = seller.campaigns.get_mut(request.campaign_id.as_ref()) else {
+        let Some(campaign) = seller.campaigns.get_mut(&IdKey(&request.campaign_id)) else {
             return rejected(Rejection::UnknownCampaign);
         };
         let settings = seller.settings;
@@ -353,8 +354,8 @@ impl PartitionState {
         };
         let Some(campaign) = self
             .sellers
-            .get_mut(seller_id)
-            .and_then(|s| s.campaigns.get_mut(campaign_id))
+            .get_mut(&IdKey(seller_id))
+            .and_then(|s| s.campaigns.get_mut(&IdKey(campaign_id)))
         else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
@@ -426,8 +427,8 @@ impl PartitionState {
         };
         let Some(campaign) = self
             .sellers
-            .get_mut(seller_id)
-            .and_then(|s| s.campaigns.get_mut(campaign_id))
+            .get_mut(&IdKey(seller_id))
+            .and_then(|s| s.campaigns.get_mut(&IdKey(campaign_id)))
         else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
