@@ -37,16 +37,13 @@ const fn mask(fields: &[Field]) -> u32 {
     m
 }
 
-const COMMON: u32 = mask(&[Field::Type, Field::EventId, Field::Ts, Field::SellerId]);
-const ISSUE: u32 = COMMON | mask(&[Field::CampaignId, Field::UserIds]);
-const REDEEM: u32 = COMMON
-    | mask(&[
-        Field::CouponId,
-        Field::UserId,
-        Field::OrderId,
-        Field::OrderCents,
-    ]);
-const RELEASE: u32 = COMMON | mask(&[Field::CouponId, Field::OrderId]);
+/// The members an event of each type carries on the fast path: `type`, the
+/// common required fields and the type's own, exactly as the strict
+/// decoder requires them.
+const COMMON: u32 = 1 << Field::Type as u32 | mask(&Field::COMMON_REQUIRED);
+const ISSUE: u32 = COMMON | mask(Field::required_for(EventType::Issue));
+const REDEEM: u32 = COMMON | mask(Field::required_for(EventType::Redeem));
+const RELEASE: u32 = COMMON | mask(Field::required_for(EventType::Release));
 
 /// The event the strict decoder would return for `value`, or `None` when
 /// `value` is outside the fast path's grammar (valid or not).

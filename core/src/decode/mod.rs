@@ -215,7 +215,7 @@ impl Field {
     const COMMON_REQUIRED: [Field; 3] = [Field::EventId, Field::Ts, Field::SellerId];
 
     /// Fields an event of this type must carry besides the common ones.
-    fn required_for(event_type: EventType) -> &'static [Field] {
+    const fn required_for(event_type: EventType) -> &'static [Field] {
         match event_type {
             EventType::Seller => &[],
             EventType::Campaign => &[
