@@ -44,7 +44,22 @@ fn word8(s: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(w)
 }
 
-/// An id as a lookup key of a map keyed by `Box<str>`: hashes as the
+/// An id held as a map key (seller and campaign ids): up to 24 bytes sit
+/// inline in the key, so a lookup compares it where the table slot is
+/// instead of following a pointer to a heap string (a cache miss per map
+/// on the hot path); longer ids are on the heap. Hashes as `str` does.
+pub type StoredId = compact_str::CompactString;
+
+/// Heap bytes behind a [`StoredId`]: none unless it is longer than 24 bytes.
+pub fn stored_id_heap_bytes(id: &StoredId) -> usize {
+    if id.is_heap_allocated() {
+        id.capacity()
+    } else {
+        0
+    }
+}
+
+/// An id as a lookup key of a map keyed by [`StoredId`]: hashes as the
 /// `str` does, compares with [`ids_equal`].
 #[derive(Debug, Clone, Copy)]
 pub struct IdKey<'a>(pub &'a str);
@@ -55,8 +70,8 @@ impl std::hash::Hash for IdKey<'_> {
     }
 }
 
-impl hashbrown::Equivalent<Box<str>> for IdKey<'_> {
-    fn equivalent(&self, key: &Box<str>) -> bool {
+impl hashbrown::Equivalent<StoredId> for IdKey<'_> {
+    fn equivalent(&self, key: &StoredId) -> bool {
         ids_equal(self.0.as_bytes(), key.as_bytes())
     }
 }
@@ -79,10 +94,18 @@ mod tests {
 
     #[test]
     fn id_keys_find_what_str_keys_find() {
-        let mut map: hashbrown::HashMap<Box<str>, u32> = hashbrown::HashMap::new();
-        for (i, id) in ["s", "s0", "s10", "seller-0001", "seller-with-a-long-name-1"]
-            .iter()
-            .enumerate()
+        let mut map: hashbrown::HashMap<StoredId, u32> = hashbrown::HashMap::new();
+        for (i, id) in [
+            "s",
+            "s0",
+            "s10",
+            "seller-0001",
+            "exactly-24-bytes-inline!",
+            "seller-with-a-long-name-1",
+            &"店".repeat(42),
+        ]
+        .iter()
+        .enumerate()
         {
             map.insert((*id).into(), i as u32);
         }

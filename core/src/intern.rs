@@ -1,12 +1,14 @@
 //! [`Interner`]: maps strings such as user and order ids to dense `u32`
 //! handles, so state refers to a user with 4 bytes instead of a heap string.
 //!
-//! Layout, chosen for tens of millions of ids per partition: the bytes of all
-//! strings sit back to back in fixed-size chunks (no reallocation copies and
-//! at most one partly filled chunk), each id has one packed `u64` span (also
-//! in chunks), and
-//! the hash table holds only the 4-byte handle; hashes are recomputed from
-//! the bytes when the table grows instead of being stored.
+//! Layout, chosen for tens of millions of ids per partition: each handle has
+//! a 16-byte slot (in chunks, so growth never copies), found from the
+//! handle by arithmetic. An id of up to 15 bytes, which most user and order
+//! ids are, sits in its slot, so a lookup reads the table and then one slot;
+//! a longer id's bytes sit back to back in fixed-size arena chunks (no
+//! reallocation copies, at most one partly filled chunk) and its slot holds
+//! where. The hash table holds only the 4-byte handle; hashes are
+//! recomputed from the bytes when the table grows instead of being stored.
 
 use std::hash::BuildHasher;
 
@@ -21,8 +23,17 @@ const _: () = assert!(ID_BYTES_MAX < CHUNK_BYTES);
 /// Most strings one interner holds: handles are `u32`.
 pub const INTERNED_MAX: usize = u32::MAX as usize;
 
-/// Spans per span chunk: spans grow by whole chunks, never by copying.
-const SPANS_PER_CHUNK: usize = 8192;
+/// Slots per slot chunk: slots grow by whole chunks, never by copying.
+const SLOTS_PER_CHUNK: usize = 8192;
+
+/// A handle's slot: an id of up to [`INLINE_MAX`] bytes, its length in the
+/// last byte; or, with [`IN_ARENA`] in the last byte, the id's arena span
+/// in the first eight (little-endian).
+type Slot = [u8; SLOT_BYTES];
+const SLOT_BYTES: usize = 16;
+const INLINE_MAX: usize = SLOT_BYTES - 1;
+const IN_ARENA: u8 = u8::MAX;
+const _: () = assert!(INLINE_MAX < IN_ARENA as usize);
 
 /// A span packs `chunk << 32 | offset << 8 | len`.
 const LEN_BITS: u32 = 8;
@@ -47,9 +58,10 @@ pub struct Probe {
 #[derive(Default)]
 pub struct Interner {
     table: HashTable<u32>,
-    /// Span of each handle, in chunks of [`SPANS_PER_CHUNK`].
-    spans: Vec<Vec<u64>>,
+    /// Slot of each handle, in chunks of [`SLOTS_PER_CHUNK`].
+    slots: Vec<Vec<Slot>>,
     len: usize,
+    /// Arena of the ids longer than [`INLINE_MAX`] bytes.
     chunks: Vec<Vec<u8>>,
     hasher: DefaultHashBuilder,
 }
@@ -123,25 +135,33 @@ impl Interner {
             return Err(InternError::Full);
         }
         let id = self.len as u32;
-        let span = self.push_bytes(bytes);
-        match self.spans.last_mut() {
-            Some(chunk) if chunk.len() < SPANS_PER_CHUNK => chunk.push(span),
+        let mut slot: Slot = [0; SLOT_BYTES];
+        if bytes.len() <= INLINE_MAX {
+            slot[..bytes.len()].copy_from_slice(bytes);
+            slot[INLINE_MAX] = bytes.len() as u8;
+        } else {
+            let span = self.push_bytes(bytes);
+            slot[..8].copy_from_slice(&span.to_le_bytes());
+            slot[INLINE_MAX] = IN_ARENA;
+        }
+        match self.slots.last_mut() {
+            Some(chunk) if chunk.len() < SLOTS_PER_CHUNK => chunk.push(slot),
             _ => {
-                let mut chunk = Vec::with_capacity(SPANS_PER_CHUNK);
-                chunk.push(span);
-                self.spans.push(chunk);
+                let mut chunk = Vec::with_capacity(SLOTS_PER_CHUNK);
+                chunk.push(slot);
+                self.slots.push(chunk);
             }
         }
         self.len += 1;
         let Interner {
             table,
-            spans,
+            slots,
             chunks,
             hasher,
             ..
         } = self;
         table.insert_unique(hash, id, |&other| {
-            hasher.hash_one(span_bytes(chunks, span_of(spans, other)))
+            hasher.hash_one(handle_bytes(slots, chunks, other))
         });
         Ok(id)
     }
@@ -157,7 +177,7 @@ impl Interner {
     }
 
     fn bytes(&self, id: u32) -> &[u8] {
-        span_bytes(&self.chunks, span_of(&self.spans, id))
+        handle_bytes(&self.slots, &self.chunks, id)
     }
 
     fn push_bytes(&mut self, bytes: &[u8]) -> u64 {
@@ -178,10 +198,10 @@ impl Interner {
     /// The bytes of every interned string, in handle order: the `n`th item
     /// is the string of handle `n` (for snapshots).
     pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.spans
+        self.slots
             .iter()
             .flatten()
-            .map(|&span| span_bytes(&self.chunks, span))
+            .map(|slot| slot_bytes(&self.chunks, slot))
     }
 
     /// Makes room in the hash table for `additional` more strings, so that
@@ -189,27 +209,38 @@ impl Interner {
     pub(crate) fn reserve(&mut self, additional: usize) {
         let Interner {
             table,
-            spans,
+            slots,
             chunks,
             hasher,
             ..
         } = self;
         table.reserve(additional, |&other| {
-            hasher.hash_one(span_bytes(chunks, span_of(spans, other)))
+            hasher.hash_one(handle_bytes(slots, chunks, other))
         });
     }
 
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * (std::mem::size_of::<u32>() + 1)
-            + self.spans.iter().map(Vec::capacity).sum::<usize>() * std::mem::size_of::<u64>()
+            + self.slots.iter().map(Vec::capacity).sum::<usize>() * SLOT_BYTES
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }
 }
 
-fn span_of(spans: &[Vec<u64>], id: u32) -> u64 {
+fn handle_bytes<'a>(slots: &'a [Vec<Slot>], chunks: &'a [Vec<u8>], id: u32) -> &'a [u8] {
     let id = id as usize;
-    spans[id / SPANS_PER_CHUNK][id % SPANS_PER_CHUNK]
+    slot_bytes(chunks, &slots[id / SLOTS_PER_CHUNK][id % SLOTS_PER_CHUNK])
+}
+
+fn slot_bytes<'a>(chunks: &'a [Vec<u8>], slot: &'a Slot) -> &'a [u8] {
+    match slot[INLINE_MAX] {
+        IN_ARENA => {
+            let mut span = [0u8; 8];
+            span.copy_from_slice(&slot[..8]);
+            span_bytes(chunks, u64::from_le_bytes(span))
+        }
+        len => &slot[..usize::from(len)],
+    }
 }
 
 fn span_bytes(chunks: &[Vec<u8>], span: u64) -> &[u8] {
@@ -236,6 +267,22 @@ mod tests {
         assert_eq!(i.resolve(b), "bob");
         assert_eq!(i.len(), 2);
         assert_eq!(i.intern(&"x".repeat(129)), Err(InternError::TooLong(129)));
+    }
+
+    #[test]
+    fn ids_inline_and_in_the_arena_resolve() {
+        let mut i = Interner::new();
+        let ids: Vec<String> = (0..=40)
+            .map(|n| "é".repeat(n / 2) + &"x".repeat(n % 2))
+            .collect();
+        let handles: Vec<u32> = ids.iter().map(|s| i.intern(s).unwrap()).collect();
+        for (s, &h) in ids.iter().zip(&handles) {
+            assert_eq!(i.resolve(h), s);
+            assert_eq!(i.get(s), Some(h));
+        }
+        let all: Vec<&[u8]> = i.iter_bytes().collect();
+        assert_eq!(all, ids.iter().map(|s| s.as_bytes()).collect::<Vec<_>>());
+        assert_eq!(i.get(&"é".repeat(21)), None);
     }
 
     #[test]

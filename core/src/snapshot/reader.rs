@@ -75,7 +75,7 @@ pub fn decode(bytes: &[u8], config: CoreConfig) -> Result<DecisionCore, Snapshot
             return Err(SnapshotError::Invalid("sellers not in ascending id order"));
         }
         previous = Some(id);
-        sellers.insert(id.into(), read_seller(&mut r, handles, v2)?);
+        sellers.insert(id.into(), Box::new(read_seller(&mut r, handles, v2)?));
     }
     let dedup = read_dedup(&mut r, config.dedup_window_ms)?;
     if !r.rest.is_empty() {
@@ -187,7 +187,7 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
         }
         seller.campaigns.insert(
             id.into(),
-            Campaign::restore(definition, discount_spent_cents, coupons),
+            Box::new(Campaign::restore(definition, discount_spent_cents, coupons)),
         );
     }
     if v2 {

@@ -150,7 +150,7 @@ fn put_seller(out: &mut Vec<u8>, id: &str, seller: &Seller, v2: bool) {
     let mut campaigns: Vec<(&str, &Campaign)> = seller
         .campaigns
         .iter()
-        .map(|(id, campaign)| (&**id, campaign))
+        .map(|(id, campaign)| (&**id, &**campaign))
         .collect();
     campaigns.sort_unstable_by_key(|&(id, _)| id);
     put_varint(out, campaigns.len() as u64);

@@ -108,6 +108,14 @@ impl Campaign {
         user.map_or(0, |u| self.holdings.count(u))
     }
 
+    /// Records that one more coupon goes to `user` if `user` holds fewer
+    /// than the per-user limit; returns whether it did (one probe, where
+    /// [`Campaign::held_by`] then [`Campaign::add_holding`] take two).
+    pub fn add_holding_within_limit(&mut self, user: u32) -> bool {
+        self.holdings
+            .add_below(user, self.definition.per_user_limit)
+    }
+
     /// Records that one more coupon went to `user`.
     pub fn add_holding(&mut self, user: u32) {
         self.holdings.add(user);

@@ -4,7 +4,9 @@
 //! id of its own and no hash entry: 16 bytes hold its holder (an interned
 //! user), its expiry, and a link to its redemption. Coupons live in chunks of
 //! [`CHUNK_COUPONS`], so a growing campaign never copies its coupons and
-//! wastes at most one partly filled chunk. Redemptions, a minority, sit in a
+//! wastes at most one partly filled chunk. The first chunk is held directly
+//! (most campaigns never need a second), so finding one of its coupons
+//! reads the ledger and the coupon, not a list of chunks in between. Redemptions, a minority, sit in a
 //! side table whose slots are recycled on release.
 //!
 //! A campaign re-created after retention dropped it continues its old
@@ -42,6 +44,10 @@ pub struct Redemption {
 
 #[derive(Debug, Default)]
 pub struct CouponLedger {
+    /// Coupons of positions 0 to [`CHUNK_COUPONS`] - 1 (grows by doubling).
+    first: Vec<Coupon>,
+    /// Later coupons: chunk `k` holds positions from `(k + 1) *
+    /// CHUNK_COUPONS` on.
     chunks: Vec<Vec<Coupon>>,
     /// The last serial issued (`base` plus the coupons held).
     len: u64,
@@ -106,14 +112,17 @@ impl CouponLedger {
             redemption: NOT_REDEEMED,
             expires_at,
         };
-        match self.chunks.last_mut() {
-            Some(chunk) if chunk.len() < CHUNK_COUPONS => chunk.push(coupon),
-            Some(_) => {
-                let mut chunk = Vec::with_capacity(CHUNK_COUPONS);
-                chunk.push(coupon);
-                self.chunks.push(chunk);
+        if self.first.len() < CHUNK_COUPONS {
+            self.first.push(coupon);
+        } else {
+            match self.chunks.last_mut() {
+                Some(chunk) if chunk.len() < CHUNK_COUPONS => chunk.push(coupon),
+                _ => {
+                    let mut chunk = Vec::with_capacity(CHUNK_COUPONS);
+                    chunk.push(coupon);
+                    self.chunks.push(chunk);
+                }
             }
-            None => self.chunks.push(vec![coupon]),
         }
         self.len += 1;
         self.max_expires_at = self.max_expires_at.max(expires_at);
@@ -126,8 +135,11 @@ impl CouponLedger {
             return None;
         }
         let index = (serial - self.base - 1) as usize;
+        if index < CHUNK_COUPONS {
+            return self.first.get(index);
+        }
         self.chunks
-            .get(index / CHUNK_COUPONS)?
+            .get(index / CHUNK_COUPONS - 1)?
             .get(index % CHUNK_COUPONS)
     }
 
@@ -136,15 +148,18 @@ impl CouponLedger {
             return None;
         }
         let index = (serial - self.base - 1) as usize;
+        if index < CHUNK_COUPONS {
+            return self.first.get_mut(index);
+        }
         self.chunks
-            .get_mut(index / CHUNK_COUPONS)?
+            .get_mut(index / CHUNK_COUPONS - 1)?
             .get_mut(index % CHUNK_COUPONS)
     }
 
     /// Every coupon held in serial order (serial `base + 1` first), for
     /// snapshots.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Coupon> + '_ {
-        self.chunks.iter().flatten()
+        self.first.iter().chain(self.chunks.iter().flatten())
     }
 
     /// The redemption of a coupon, if it is redeemed.
@@ -197,7 +212,8 @@ impl CouponLedger {
 
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
-        self.chunks.capacity() * std::mem::size_of::<Vec<Coupon>>()
+        self.first.capacity() * std::mem::size_of::<Coupon>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Coupon>>()
             + self
                 .chunks
                 .iter()
@@ -227,6 +243,19 @@ mod tests {
             l.get(CHUNK_COUPONS as u64 + 1).unwrap().expires_at,
             CHUNK_COUPONS as u64
         );
+        for serial in 1..=last {
+            assert_eq!(l.get(serial).unwrap().expires_at, serial - 1);
+        }
+        let in_order: Vec<u64> = l.iter().map(|c| c.expires_at).collect();
+        assert_eq!(in_order, (0..last).collect::<Vec<_>>());
+        let r = Redemption {
+            order: 1,
+            discount_cents: 1,
+        };
+        for serial in [1, CHUNK_COUPONS as u64, CHUNK_COUPONS as u64 + 1, last] {
+            assert!(l.redeem(serial, r));
+            assert_eq!(l.redemption(l.get(serial).unwrap()), Some(r));
+        }
     }
 
     #[test]

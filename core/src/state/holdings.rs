@@ -33,6 +33,46 @@ impl Holdings {
         u64::from(self.holders.find(hash, |&u| u == user).is_some())
     }
 
+    /// Records one more coupon for `user` if `user` holds fewer than
+    /// `limit`; returns whether it did. In the common case (a user new to
+    /// the campaign) this is one probe of the holders.
+    pub fn add_below(&mut self, user: u32, limit: u64) -> bool {
+        if limit == 0 {
+            return false;
+        }
+        let hash = self.hasher.hash_one(user);
+        let hasher = &self.hasher;
+        match self
+            .holders
+            .entry(hash, |&u| u == user, |&u| hasher.hash_one(u))
+        {
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                v.insert(user);
+                true
+            }
+            hashbrown::hash_table::Entry::Occupied(_) => match self.multiple.entry(user) {
+                hashbrown::hash_map::Entry::Occupied(mut n) => {
+                    if u64::from(*n.get()) < limit {
+                        // Below `limit`, and counts stay below u32::MAX
+                        // (asserted above): no overflow.
+                        *n.get_mut() += 1;
+                        true
+                    } else {
+                        false
+                    }
+                }
+                hashbrown::hash_map::Entry::Vacant(n) => {
+                    if limit > 1 {
+                        n.insert(2);
+                        true
+                    } else {
+                        false
+                    }
+                }
+            },
+        }
+    }
+
     /// Records one more coupon for `user`.
     pub fn add(&mut self, user: u32) {
         let hash = self.hasher.hash_one(user);
@@ -92,5 +132,21 @@ mod tests {
         assert_eq!(h.count(7), 4);
         assert_eq!(h.count(9_999), 1);
         assert_eq!(h.len(), 10_000);
+    }
+
+    #[test]
+    fn add_below_stops_at_the_limit() {
+        for limit in 0..5u64 {
+            let mut h = Holdings::default();
+            let mut added = 0;
+            for _ in 0..7 {
+                if h.add_below(3, limit) {
+                    added += 1;
+                }
+                assert_eq!(h.count(3), added);
+            }
+            assert_eq!(added, limit);
+            assert_eq!(h.count(4), 0);
+        }
     }
 }

@@ -22,7 +22,7 @@ use crate::config::SellerDefaults;
 use crate::event::{
     Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
 };
-use crate::id::IdKey;
+use crate::id::{IdKey, StoredId, stored_id_heap_bytes};
 use crate::intern::Interner;
 use crate::local_day::day_ended_by;
 use crate::reason::{Outcome, Rejection};
@@ -80,7 +80,9 @@ pub struct StateStats {
 
 pub struct PartitionState {
     defaults: SellerSettings,
-    sellers: HashMap<Box<str>, Seller>,
+    /// Boxed, so that the table's slots are small (id inline, a pointer)
+    /// and stay in cache: a lookup then misses once, on the seller itself.
+    sellers: HashMap<StoredId, Box<Seller>>,
     users: Interner,
     orders: Interner,
     /// Campaign deadlines; empty with retention off.
@@ -131,7 +133,7 @@ impl PartitionState {
         defaults: SellerDefaults,
         retention_ms: u64,
         watermark: u64,
-        sellers: HashMap<Box<str>, Seller>,
+        sellers: HashMap<StoredId, Box<Seller>>,
         users: Interner,
         orders: Interner,
     ) -> PartitionState {
@@ -170,12 +172,14 @@ impl PartitionState {
     fn evict_due(&mut self) -> u32 {
         let mut evicted = 0;
         while let Some((seller_id, campaign_id)) = self.retention.pop_due(self.watermark) {
-            let Some(seller) = self.sellers.get_mut(&seller_id) else {
+            let Some(seller) = self.sellers.get_mut(&*seller_id) else {
                 debug_assert!(false, "indexed campaign of an unknown seller");
                 continue;
             };
-            if let Some(campaign) = seller.campaigns.remove(&campaign_id) {
-                seller.evicted.insert(campaign_id, campaign.tombstone());
+            if let Some(campaign) = seller.campaigns.remove(&*campaign_id) {
+                seller
+                    .evicted
+                    .insert(StoredId::from(&*campaign_id), campaign.tombstone());
                 evicted += 1;
             }
         }
@@ -184,7 +188,7 @@ impl PartitionState {
 
     /// Every seller with its id, in no particular order (for snapshots).
     pub(crate) fn sellers(&self) -> impl Iterator<Item = (&str, &Seller)> + '_ {
-        self.sellers.iter().map(|(id, seller)| (&**id, seller))
+        self.sellers.iter().map(|(id, seller)| (&**id, &**seller))
     }
 
     /// The interned user ids, whose handles coupons hold.
@@ -218,7 +222,7 @@ impl PartitionState {
         let defaults = self.defaults;
         self.sellers
             .entry(seller_id.into())
-            .or_insert_with(|| Seller::new(defaults))
+            .or_insert_with(|| Box::new(Seller::new(defaults)))
     }
 
     fn update_seller(&mut self, seller_id: &str, update: &SellerUpdate) -> Ruling {
@@ -244,7 +248,9 @@ impl PartitionState {
                     None => Campaign::new(upsert.definition),
                 };
                 let last_relevant = campaign.last_relevant_ts();
-                seller.campaigns.insert(campaign_id.into(), campaign);
+                seller
+                    .campaigns
+                    .insert(campaign_id.into(), Box::new(campaign));
                 (None, last_relevant)
             }
         };
@@ -307,25 +313,31 @@ impl PartitionState {
                 UserResult::Rejected(Rejection::BudgetExhausted)
             } else {
                 // One hash and probe of the user id serve the limit check
-                // and the interning.
+                // and the interning; one probe of the holdings checks the
+                // limit and records the coupon.
                 let probe = self.users.probe(user_id);
-                if campaign.held_by(probe.handle) >= def.per_user_limit {
-                    UserResult::Rejected(Rejection::UserLimitReached)
-                } else {
-                    match self.users.intern_probed(user_id, probe) {
-                        Ok(user) => {
-                            // Never beyond the indexed deadline: expires_at is
-                            // at most the current valid_until.
-                            debug_assert!(expires_at <= campaign.last_relevant_ts());
-                            let serial = campaign.coupons.issue(user, expires_at);
-                            campaign.add_holding(user);
-                            issued_today += 1;
-                            issued += 1;
-                            UserResult::Issued { serial, expires_at }
-                        }
-                        // Only reachable with 2^32 distinct users in a partition.
-                        Err(_) => UserResult::Rejected(Rejection::BudgetExhausted),
+                let holder = match probe.handle {
+                    Some(user) => campaign.add_holding_within_limit(user).then_some(Ok(user)),
+                    // A user the partition never issued to holds nothing.
+                    None if def.per_user_limit == 0 => None,
+                    None => Some(self.users.intern_probed(user_id, probe).inspect(|&user| {
+                        debug_assert_eq!(campaign.held_by(Some(user)), 0);
+                        campaign.add_holding(user);
+                    })),
+                };
+                match holder {
+                    None => UserResult::Rejected(Rejection::UserLimitReached),
+                    Some(Ok(user)) => {
+                        // Never beyond the indexed deadline: expires_at is
+                        // at most the current valid_until.
+                        debug_assert!(expires_at <= campaign.last_relevant_ts());
+                        let serial = campaign.coupons.issue(user, expires_at);
+                        issued_today += 1;
+                        issued += 1;
+                        UserResult::Issued { serial, expires_at }
                     }
+                    // Only reachable with 2^32 distinct users in a partition.
+                    Some(Err(_)) => UserResult::Rejected(Rejection::BudgetExhausted),
                 }
             };
             self.issue_results.push(result);
@@ -455,7 +467,11 @@ impl PartitionState {
 
     /// A campaign, for queries and tests.
     pub fn campaign(&self, seller_id: &str, campaign_id: &str) -> Option<&Campaign> {
-        self.sellers.get(seller_id)?.campaigns.get(campaign_id)
+        self.sellers
+            .get(seller_id)?
+            .campaigns
+            .get(campaign_id)
+            .map(|c| &**c)
     }
 
     /// The retention setting (ms; 0: off).
@@ -465,7 +481,7 @@ impl PartitionState {
 
     /// A seller, for queries and tests.
     pub fn seller(&self, seller_id: &str) -> Option<&Seller> {
-        self.sellers.get(seller_id)
+        self.sellers.get(seller_id).map(|s| &**s)
     }
 
     /// The id behind an interned user handle.
@@ -487,11 +503,12 @@ impl PartitionState {
             heap_bytes: self.users.heap_bytes()
                 + self.orders.heap_bytes()
                 + self.retention.heap_bytes()
-                + self.sellers.capacity() * (std::mem::size_of::<(Box<str>, Seller)>() + 1),
+                + self.sellers.capacity() * (std::mem::size_of::<(StoredId, Box<Seller>)>() + 1),
             ..StateStats::default()
         };
         for (id, seller) in &self.sellers {
-            stats.heap_bytes += id.len() + seller.heap_bytes();
+            stats.heap_bytes +=
+                stored_id_heap_bytes(id) + std::mem::size_of::<Seller>() + seller.heap_bytes();
             stats.campaigns += seller.campaigns.len();
             stats.evicted_campaigns += seller.evicted.len();
             for campaign in seller.campaigns.values() {

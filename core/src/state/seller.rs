@@ -7,6 +7,7 @@ use hashbrown::HashMap;
 
 use crate::config::SellerDefaults;
 use crate::event::SellerUpdate;
+use crate::id::{StoredId, stored_id_heap_bytes};
 use crate::local_day::DayCache;
 use crate::state::campaign::{Campaign, Tombstone};
 use crate::state::daily_quota::DailyQuota;
@@ -49,11 +50,13 @@ impl SellerSettings {
 pub struct Seller {
     pub settings: SellerSettings,
     pub daily: DailyQuota,
-    pub campaigns: HashMap<Box<str>, Campaign>,
+    /// Boxed, so that the table's slots are small (id inline, a pointer)
+    /// and stay in cache: a lookup then misses once, on the campaign itself.
+    pub campaigns: HashMap<StoredId, Box<Campaign>>,
     /// Campaigns dropped by retention, by id: a campaign id is in at most
     /// one of `campaigns` and `evicted`. Kept for good (about 20 bytes plus
     /// the id each), so that a re-created campaign never reuses a serial.
-    pub evicted: HashMap<Box<str>, Tombstone>,
+    pub evicted: HashMap<StoredId, Tombstone>,
     /// The local day of the last `issue`, with the instants it spans:
     /// derived from the zone, never stored in a snapshot.
     pub day_cache: DayCache,
@@ -72,13 +75,15 @@ impl Seller {
 
     pub fn heap_bytes(&self) -> usize {
         self.daily.heap_bytes()
-            + self.campaigns.capacity() * (std::mem::size_of::<(Box<str>, Campaign)>() + 1)
+            + self.campaigns.capacity() * (std::mem::size_of::<(StoredId, Box<Campaign>)>() + 1)
             + self
                 .campaigns
                 .iter()
-                .map(|(id, c)| id.len() + c.heap_bytes())
+                .map(|(id, c)| {
+                    stored_id_heap_bytes(id) + std::mem::size_of::<Campaign>() + c.heap_bytes()
+                })
                 .sum::<usize>()
-            + self.evicted.capacity() * (std::mem::size_of::<(Box<str>, Tombstone)>() + 1)
-            + self.evicted.keys().map(|id| id.len()).sum::<usize>()
+            + self.evicted.capacity() * (std::mem::size_of::<(StoredId, Tombstone)>() + 1)
+            + self.evicted.keys().map(stored_id_heap_bytes).sum::<usize>()
     }
 }
