@@ -53,9 +53,9 @@ impl Holdings {
             hashbrown::hash_table::Entry::Occupied(_) => match self.multiple.entry(user) {
                 hashbrown::hash_map::Entry::Occupied(mut n) => {
                     if u64::from(*n.get()) < limit {
-                        // Below `limit`, and counts stay below u32::MAX
-                        // (asserted above): no overflow.
-                        *n.get_mut() += 1;
+                        // Counts stay below u32::MAX (asserted above): this
+                        // never saturates.
+                        *n.get_mut() = n.get().saturating_add(1);
                         true
                     } else {
                         false
@@ -75,22 +75,10 @@ impl Holdings {
 
     /// Records one more coupon for `user`.
     pub fn add(&mut self, user: u32) {
-        let hash = self.hasher.hash_one(user);
-        let hasher = &self.hasher;
-        match self
-            .holders
-            .entry(hash, |&u| u == user, |&u| hasher.hash_one(u))
-        {
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(user);
-            }
-            hashbrown::hash_table::Entry::Occupied(_) => {
-                // A user holds at most every coupon of the ledger, which is
-                // below u32::MAX (asserted below): this never saturates.
-                let n = self.multiple.entry(user).or_insert(1);
-                *n = n.saturating_add(1);
-            }
-        }
+        // A user holds at most every coupon of the ledger, which is below
+        // u32::MAX (asserted above): no limit applies.
+        let added = self.add_below(user, u64::MAX);
+        debug_assert!(added);
     }
 
     /// Users holding at least one coupon.
