@@ -125,6 +125,18 @@ fn metrics_health_and_state_queries() {
         sum_samples(&metrics, telemetry::DECISIONS) == total
     });
     assert_eq!(sum_samples(&metrics, telemetry::EVENTS_CONSUMED), total);
+    // The periodic commits' results come back to the processor, which
+    // counts them: librdkafka reports an asynchronous commit only to a
+    // reply queue, and without one (rust-rdkafka's own async commit) the
+    // processor never learnt of a commit, counted none and, on SIGTERM,
+    // waited out its whole drain bound for the final one's answer.
+    wait_for("a commit's result counted", Duration::from_secs(30), || {
+        metrics = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        sum_samples(&metrics, telemetry::COMMITS) > 0.0
+    });
+    assert_eq!(sum_samples(&metrics, telemetry::COMMIT_ERRORS), 0.0);
     let invalid = sum_samples(&metrics, telemetry::INVALID_EVENTS);
     assert!(invalid > 0.0, "the input holds invalid values");
     assert_eq!(sum_samples(&metrics, telemetry::DEAD_LETTERS), invalid);

@@ -11,6 +11,7 @@ pub mod group;
 pub mod offsets;
 pub mod processor;
 pub mod reader;
+pub mod reported_commit;
 pub mod service;
 pub mod sink;
 pub mod snapshot_child;

@@ -13,6 +13,7 @@ use crate::kafka::config::Guarantee;
 use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::member::Member;
 use crate::kafka::processor::partition::{Active, Revoking};
+use crate::kafka::reported_commit;
 use crate::ops::telemetry;
 
 /// Revoked partitions during their handover: out of the table, still
@@ -142,7 +143,12 @@ impl Member {
                 warn!(message = "Cannot list offset for commit.", %error, partition, offset);
             }
         }
-        match self.consumer.commit(&tpl, mode) {
+        let sent = match mode {
+            // The result comes back as a group event (`committed`).
+            CommitMode::Async => reported_commit::commit_async(&self.consumer, &tpl),
+            CommitMode::Sync => self.consumer.commit(&tpl, mode),
+        };
+        match sent {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
                     metrics::counter!(telemetry::COMMITS).increment(1);
