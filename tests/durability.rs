@@ -47,9 +47,16 @@ fn start(brokers: &str, group: &str, log: &Path, extra: &[&str]) -> Running {
                 &SESSION_TIMEOUT.as_millis().to_string(),
                 "--log-format",
                 "json",
+                // The group protocol's steps, for a failure's log.
+                "-X",
+                "debug=cgrp",
             ])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // librdkafka's log level follows the `librdkafka` target.
+            .env(
+                "RUST_LOG",
+                "info,librdkafka=debug,coupon_stream::kafka::sink=debug",
+            )
             .stderr(std::fs::File::create(log).unwrap()),
     )
 }
@@ -181,8 +188,10 @@ fn sigkill_at_random_moments(brokers: &str, stream: &Stream, extra: &[&str], gro
         child.kill();
         // The next run starts at once, as Kubernetes restarts a pod: Tansu
         // 0.6's coordinator can then complete a generation with an empty
-        // assignment, which the processor detects and rejoins from
-        // (`kafka::processor::idle`); `check` below proves nothing was lost.
+        // assignment, which the processor detects and rejoins from, and a
+        // member whose rejoins get no answer at all is replaced with new
+        // clients (`kafka::processor::idle`); `check` below proves nothing
+        // was lost.
     }
     producer.join().unwrap();
     logs.push(dir.join("final.log"));

@@ -181,6 +181,76 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
     assert!(records >= total);
 }
 
+/// A group client that cannot complete a join: every answer of the broker
+/// takes 25 s, longer than the session (6 s) and than the processor waits
+/// for a join. The member loses its partitions, rejoins twice without
+/// getting any assignment, and is replaced by a new member with new
+/// clients; once the broker answers promptly again, the new member owns
+/// the partitions, restores them, and every input gets its decision.
+/// The processor runs as a child process, so its log shows the
+/// replacement.
+#[test]
+fn a_stuck_group_client_is_replaced_and_loses_nothing() {
+    let (cluster, brokers) = cluster();
+    let mut workload = workload(11);
+    let first = messages(&mut workload, 300);
+    produce(&brokers, "coupon-events", &first);
+    let dir = support::logs::log_dir("stuck-client");
+    let log = dir.join("processor.log");
+    let processor = support::processes::Running::spawn(
+        support::processes::processor_command(&brokers, "coupon-stream-stuck")
+            .args([
+                "--session-timeout-ms",
+                "6000",
+                "--commit-interval-ms",
+                "200",
+                "--snapshot-interval-ms",
+                "1000",
+                "--drain-timeout-ms",
+                "5000",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
+    await_processing(&brokers);
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(25))
+        .unwrap();
+    let replaced =
+        |line: &support::logs::LogLine| line.message.starts_with("Rejoining brought no assignment");
+    support::wait_for(
+        "the stuck member to be replaced",
+        Duration::from_secs(240),
+        || support::logs::log_lines(&log).iter().any(replaced),
+    );
+    cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let second = messages(&mut workload, 300);
+    produce(&brokers, "coupon-events", &second);
+    check_run(
+        &brokers,
+        PARTITIONS,
+        first.len() + second.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(180),
+    );
+    let status = processor.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let lines = support::logs::log_lines(&log);
+    let rejoins = lines
+        .iter()
+        .filter(|l| l.message.starts_with("This instance owns no partition"))
+        .count();
+    assert!(
+        rejoins >= 2,
+        "the member rejoined before it was replaced: {rejoins}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
     // The processor's log, when asked for (RUST_LOG=info cargo test ...).
     if std::env::var_os("RUST_LOG").is_some() {

@@ -185,7 +185,7 @@ fn describe() {
     );
     describe_counter!(
         GROUP_REJOINS,
-        "Times this instance left and rejoined its group because it owned no partition while the group did not own them all."
+        "Times this instance left and rejoined its group, or replaced its Kafka clients, because it owned no partition while the group did not own them all."
     );
     describe_gauge!(READY, "1 when /readyz answers ready, else 0.");
     describe_gauge!(

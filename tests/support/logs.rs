@@ -16,6 +16,9 @@ pub struct LogLine {
 pub fn log_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("coupon-stream-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Shown with a failing test's output (the test removes the directory
+    // when it passes).
+    eprintln!("processor logs of this test: {}", dir.display());
     dir
 }
 

@@ -14,6 +14,9 @@ use super::wait::wait_for;
 pub struct Tansu {
     child: Child,
     pub port: u16,
+    /// The group coordinator's log: kept when the test fails, for the
+    /// group protocol's side of a stuck rebalance; removed otherwise.
+    log: PathBuf,
 }
 
 fn tansu_bin() -> PathBuf {
@@ -39,6 +42,10 @@ impl Tansu {
     pub fn start_advertising(port: u16, advertised: u16) -> Tansu {
         let url = format!("tcp://127.0.0.1:{port}");
         let advertised_url = format!("tcp://127.0.0.1:{advertised}");
+        let log = std::env::temp_dir().join(format!(
+            "coupon-stream-tansu-{}-{port}.log",
+            std::process::id()
+        ));
         let child = Command::new(tansu_bin())
             .args([
                 "broker",
@@ -49,13 +56,15 @@ impl Tansu {
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .stdout(Stdio::null())
+            .env("RUST_LOG", "tansu_broker::coordinator=debug")
+            // Tansu logs to standard output.
+            .stdout(std::fs::File::create(&log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start tansu ({e}); install it with `cargo install tansu --locked --features dynostore` or run `bash .ci/run`")
             });
-        let tansu = Tansu { child, port };
+        let tansu = Tansu { child, port, log };
         wait_for("tansu to listen", Duration::from_secs(30), || {
             TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
@@ -112,5 +121,10 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("Tansu's group coordinator log: {}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }

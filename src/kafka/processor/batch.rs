@@ -32,7 +32,7 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    fn add(&mut self, other: RunSummary) {
+    pub(super) fn add(&mut self, other: RunSummary) {
         self.messages += other.messages;
         self.invalid += other.invalid;
         self.coupons_issued += other.coupons_issued;

@@ -6,6 +6,12 @@
 //! expires between a follower's JoinGroup and SyncGroup): the member
 //! cannot tell that from the inside, only that it owns nothing.
 //!
+//! Rejoining is done by the member's librdkafka client. When that client
+//! itself makes no progress (two rejoins in a row end without any
+//! assignment, not even an empty one: its coordinator connection or its
+//! group state is stuck), the member is replaced by a new one with new
+//! clients, connections and member id, as a restarted process would be.
+//!
 //! An instance beyond the partition count owns nothing legitimately; it
 //! stays put when the group's description shows every partition owned by
 //! the others. A broker that does not describe member assignments
@@ -20,6 +26,11 @@ use std::time::{Duration, Instant};
 pub(super) const BACKOFF_INITIAL: Duration = Duration::from_secs(2);
 /// The longest wait between two rejoins.
 pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Rejoins in a row that end without any assignment before the member
+/// is replaced by a new one (new clients): the first rejoin recovers from
+/// a coordinator that forgot this member; the second failing too means
+/// the client itself is stuck.
+const REJOINS_BEFORE_NEW_MEMBER: u32 = 2;
 /// A join that has not produced an assignment after this many session
 /// timeouts (plus the backoff) counts as stuck: by then the coordinator has
 /// expired any dead member it was waiting for.
@@ -47,6 +58,8 @@ pub(super) struct IdleWatch {
     join_patience: Duration,
     backoff: Duration,
     rejoins: u64,
+    /// Rejoins since the last assignment (or ownership).
+    rejoins_unanswered: u32,
 }
 
 impl IdleWatch {
@@ -57,6 +70,7 @@ impl IdleWatch {
             join_patience: session_timeout * JOIN_PATIENCE_SESSIONS,
             backoff: BACKOFF_INITIAL,
             rejoins: 0,
+            rejoins_unanswered: 0,
         }
     }
 
@@ -66,6 +80,9 @@ impl IdleWatch {
     pub(super) fn on_event(&mut self, now: Instant, assigned: bool) {
         self.last_event = now;
         self.assigned = assigned;
+        if assigned {
+            self.rejoins_unanswered = 0;
+        }
     }
 
     /// Whether a member owning `owned` partitions should look at its group.
@@ -93,6 +110,7 @@ impl IdleWatch {
     /// It owns partitions: the next idle spell starts from the first wait.
     pub(super) fn owning(&mut self) {
         self.backoff = BACKOFF_INITIAL;
+        self.rejoins_unanswered = 0;
     }
 
     /// The group covers every partition without this member: look again
@@ -109,7 +127,14 @@ impl IdleWatch {
         self.assigned = false;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         self.rejoins += 1;
+        self.rejoins_unanswered += 1;
         self.rejoins
+    }
+
+    /// Whether rejoining has stopped working: the last rejoins all ended
+    /// without an assignment, so the next step is a new member.
+    pub(super) fn client_stuck(&self) -> bool {
+        self.rejoins_unanswered >= REJOINS_BEFORE_NEW_MEMBER
     }
 
     #[cfg(test)]
@@ -190,5 +215,29 @@ mod tests {
         assert_eq!(waits, vec![4, 8, 16, 32, 60, 60, 60, 60]);
         watch.owning();
         assert_eq!(watch.backoff(), BACKOFF_INITIAL);
+    }
+
+    #[test]
+    fn rejoins_that_bring_no_assignment_at_all_mean_a_stuck_client() {
+        let mut now = Instant::now();
+        let mut watch = IdleWatch::new(now, SESSION);
+        assert!(!watch.client_stuck());
+        now += SESSION * 4;
+        watch.rejoined(now);
+        assert!(!watch.client_stuck(), "one rejoin is the ordinary remedy");
+        // A revoke is not an answer to the join.
+        watch.on_event(now, false);
+        now += SESSION * 4;
+        watch.rejoined(now);
+        assert!(watch.client_stuck());
+
+        // Any assignment, even an empty one, shows the client works.
+        watch.on_event(now, true);
+        assert!(!watch.client_stuck());
+        watch.rejoined(now);
+        assert!(!watch.client_stuck());
+        watch.owning();
+        watch.rejoined(now);
+        assert!(!watch.client_stuck());
     }
 }

@@ -40,6 +40,16 @@ const POLL_RESTORING: Duration = Duration::from_millis(5);
 /// Longest metadata or group request the loop makes.
 const GROUP_CALL: Duration = Duration::from_secs(1);
 
+/// Why a member's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// Shutdown was asked for.
+    Stopped,
+    /// Its group client is stuck ([`super::idle`]): the processor carries
+    /// on with a new member.
+    Replaced,
+}
+
 /// A polled message with the rebalance epoch at the time it was polled.
 pub(super) type Polled<'a> = (u64, BorrowedMessage<'a>);
 
@@ -67,6 +77,8 @@ pub(super) struct Member {
     pub(super) timers: Timers,
     /// Set once shutdown began: no broker call may wait past it.
     pub(super) stop_by: Option<Instant>,
+    /// Set when the never-idle watch found the group client stuck.
+    pub(super) replace: bool,
 }
 
 /// When the periodic work last ran.
@@ -90,8 +102,9 @@ impl Timers {
 }
 
 impl Member {
-    /// Runs turns until `shutdown` is set or something fails for good.
-    pub(super) fn consume(&mut self, shutdown: &AtomicBool) -> Result<(), ProcessorError> {
+    /// Runs turns until `shutdown` is set, the member must be replaced, or
+    /// something fails for good.
+    pub(super) fn consume(&mut self, shutdown: &AtomicBool) -> Result<Ended, ProcessorError> {
         let consumer = Arc::clone(&self.consumer);
         let mut batch: Vec<Polled<'_>> = Vec::with_capacity(self.config.batch_messages_max);
         while !shutdown.load(Ordering::Relaxed) {
@@ -101,12 +114,15 @@ impl Member {
                 // A full producer queue gives up on shutdown: that is a stop.
                 if shutdown.load(Ordering::Relaxed) && matches!(error, ProcessorError::Produce(_)) {
                     warn!(message = "Stopped while the producer queue was full.", %error);
-                    return Ok(());
+                    return Ok(Ended::Stopped);
                 }
                 return Err(error);
             }
+            if self.replace {
+                return Ok(Ended::Replaced);
+            }
         }
-        Ok(())
+        Ok(Ended::Stopped)
     }
 
     fn poll<'a>(&self, consumer: &'a BaseConsumer<GroupContext>, batch: &mut Vec<Polled<'a>>) {
@@ -272,6 +288,16 @@ impl Member {
             return;
         }
         self.health.set_unowned(true);
+        if self.idle.client_stuck() {
+            metrics::counter!(telemetry::GROUP_REJOINS).increment(1);
+            warn!(
+                message = "Rejoining brought no assignment, not even an empty one; replacing this member with new Kafka clients.",
+                input_partitions = partitions,
+                owned_by_group = ?covered
+            );
+            self.replace = true;
+            return;
+        }
         self.rejoin(partitions, covered);
     }
 

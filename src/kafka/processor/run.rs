@@ -22,7 +22,7 @@ use crate::kafka::processor::context::{GroupContext, GroupEvent};
 use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::idle::IdleWatch;
 use crate::kafka::processor::live::LiveState;
-use crate::kafka::processor::member::{Member, Timers};
+use crate::kafka::processor::member::{Ended, Member, Timers};
 use crate::kafka::processor::partition::PartitionTable;
 use crate::kafka::processor::restore::RestorePool;
 use crate::kafka::processor::snapshots::Durable;
@@ -87,25 +87,42 @@ impl Processor {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             });
-            let result = self.start(shutdown).and_then(|member| match member {
-                Some(member) => member.run(shutdown),
-                None => Ok(RunSummary::default()),
-            });
+            let result = self.members(shutdown);
             finished.store(true, Ordering::Release);
             result
         })
     }
 
+    /// Runs one member after another: a member whose group client is stuck
+    /// ends, and a new one (new clients) takes over, as a restarted process
+    /// would, until shutdown or a failure.
+    fn members(&self, shutdown: &AtomicBool) -> Result<RunSummary, ProcessorError> {
+        let mut summary = RunSummary::default();
+        loop {
+            let Some(member) = self.start(shutdown)? else {
+                return Ok(summary);
+            };
+            let (run, ended) = member.run(shutdown)?;
+            summary.add(run);
+            if ended == Ended::Stopped {
+                info!(
+                    message = "Processor stopped.",
+                    messages = summary.messages,
+                    invalid = summary.invalid
+                );
+                return Ok(summary);
+            }
+        }
+    }
+
     /// Checks the topics and creates the clients; `None` when shutdown
     /// came first.
-    fn start(self, shutdown: &AtomicBool) -> Result<Option<Member>, ProcessorError> {
-        let Processor {
-            config,
-            core,
-            health,
-            progress,
-            table,
-        } = self;
+    fn start(&self, shutdown: &AtomicBool) -> Result<Option<Member>, ProcessorError> {
+        let config = self.config.clone();
+        let core = self.core;
+        let health = Arc::clone(&self.health);
+        let progress = Arc::clone(&self.progress);
+        let table = Arc::clone(&self.table);
         let layout = match topics::prepare(&config, shutdown) {
             Ok(layout) => layout,
             Err(TopicError::Stopped) => return Ok(None),
@@ -164,6 +181,7 @@ impl Processor {
             summary: RunSummary::default(),
             timers: Timers::new(now),
             stop_by: None,
+            replace: false,
         }))
     }
 }
@@ -203,19 +221,29 @@ fn log_started(config: &KafkaConfig, input_partitions: u32) {
 }
 
 impl Member {
-    /// The loop, then the bounded shutdown.
-    fn run(mut self, shutdown: &AtomicBool) -> Result<RunSummary, ProcessorError> {
+    /// The loop, then the bounded shutdown: of the process, or of this
+    /// member only when it is being replaced.
+    fn run(mut self, shutdown: &AtomicBool) -> Result<(RunSummary, Ended), ProcessorError> {
         let result = self.consume(shutdown);
         if let Err(error) = &result {
             error!(message = "Stopping after a failure.", %error);
         }
-        self.health.set_stopping();
-        let asked = self.health.stop_requested_at().unwrap_or_else(Instant::now);
+        let replaced = matches!(result, Ok(Ended::Replaced));
+        let asked = if replaced {
+            Instant::now()
+        } else {
+            self.health.set_stopping();
+            self.health.stop_requested_at().unwrap_or_else(Instant::now)
+        };
         let drain_deadline = asked + Duration::from_millis(self.config.drain_timeout_ms);
         let deadline = drain_deadline + SHUTDOWN_SLACK;
         self.stop_by = Some(deadline);
         info!(
-            message = "Draining before exit.",
+            message = if replaced {
+                "Draining before the member is replaced."
+            } else {
+                "Draining before exit."
+            },
             in_flight = self.sink.in_flight()
         );
         let mut handover = self.take_everything();
@@ -226,14 +254,7 @@ impl Member {
         self.snapshot_handover(&mut handover, deadline - Duration::from_millis(1_000));
         let summary = self.summary;
         self.close(deadline);
-        if result.is_ok() {
-            info!(
-                message = "Processor stopped.",
-                messages = summary.messages,
-                invalid = summary.invalid
-            );
-        }
-        result.map(|()| summary)
+        result.map(|ended| (summary, ended))
     }
 
     /// Every partition out of the table: restores cancelled, active ones
@@ -278,14 +299,20 @@ impl Member {
         while Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(20));
             for event in self.events.try_iter() {
+                // An earlier periodic commit's answer may come first.
                 if let GroupEvent::Committed(result) = event {
                     match result {
-                        Ok(_) => metrics::counter!(telemetry::COMMITS).increment(1),
+                        Ok(committed) => {
+                            metrics::counter!(telemetry::COMMITS).increment(1);
+                            if covers(&committed, &offsets) {
+                                return;
+                            }
+                        }
                         Err(error) => {
-                            warn!(message = "The final commit failed; the next owner decides those inputs again.", %error)
+                            warn!(message = "The final commit failed; the next owner decides those inputs again.", %error);
+                            return;
                         }
                     }
-                    return;
                 }
             }
         }
@@ -333,6 +360,16 @@ impl Member {
     }
 }
 
+/// Whether a commit's answer (`committed`) holds every offset in `wanted`,
+/// or a later one.
+fn covers(committed: &[(i32, i64)], wanted: &[(i32, i64)]) -> bool {
+    wanted.iter().all(|&(partition, offset)| {
+        committed
+            .iter()
+            .any(|&(p, o)| p == partition && o >= offset)
+    })
+}
+
 /// Runs a processor with no HTTP adapter reading its state or health.
 pub fn run(
     config: KafkaConfig,
@@ -340,4 +377,20 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<RunSummary, ProcessorError> {
     Processor::new(config, core, Arc::new(Health::default())).run(shutdown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covers;
+
+    #[test]
+    fn a_commit_answer_covers_the_offsets_it_holds_or_passed() {
+        let wanted = [(0, 10), (2, 7)];
+        assert!(covers(&[(0, 10), (1, 3), (2, 7)], &wanted));
+        assert!(covers(&[(2, 9), (0, 11)], &wanted));
+        // An earlier commit's answer: one partition behind, or missing.
+        assert!(!covers(&[(0, 9), (2, 7)], &wanted));
+        assert!(!covers(&[(0, 10)], &wanted));
+        assert!(covers(&[], &[]));
+    }
 }
