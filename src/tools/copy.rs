@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Timestamp};
 
 use crate::kafka::backpressure::send_waiting;
 use crate::kafka::config::KafkaConfig;
-use crate::kafka::processor::ProcessorError;
+use crate::kafka::processor::{ProcessorError, subscribed};
 use crate::ops::health::Health;
 
 struct CopyContext {
@@ -49,22 +49,13 @@ pub fn copy(
             client: "producer",
             source,
         })?;
-    let consumer: BaseConsumer<CopyContext> = config
-        .consumer_config()
-        .set("statistics.interval.ms", "0")
-        .create_with_context(CopyContext {
+    let consumer: BaseConsumer<CopyContext> = subscribed(
+        config,
+        config.consumer_config().set("statistics.interval.ms", "0"),
+        CopyContext {
             health: Arc::clone(&health),
-        })
-        .map_err(|source| ProcessorError::Client {
-            client: "consumer",
-            source,
-        })?;
-    consumer
-        .subscribe(&[&config.input_topic])
-        .map_err(|source| ProcessorError::Subscribe {
-            topic: config.input_topic.clone(),
-            source,
-        })?;
+        },
+    )?;
     let mut copied = 0u64;
     while !shutdown.load(Ordering::Relaxed) {
         let mut timeout = Duration::from_millis(100);

@@ -28,7 +28,7 @@ use crate::local_day::day_ended_by;
 use crate::reason::{Outcome, Rejection};
 use crate::state::campaign::Campaign;
 use crate::state::coupon_id::parse_coupon_id;
-use crate::state::coupon_ledger::Redemption;
+use crate::state::coupon_ledger::{Coupon, Redemption};
 use crate::state::retention::RetentionIndex;
 use crate::state::seller::{Seller, SellerSettings};
 
@@ -361,17 +361,9 @@ impl PartitionState {
     }
 
     fn redeem(&mut self, seller_id: &str, ts: u64, request: &RedeemRequest<'_>) -> Ruling {
-        let Some((campaign_id, serial)) = parse_coupon_id(&request.coupon_id) else {
-            return Ruling::Rejected(Rejection::UnknownCoupon);
-        };
-        let Some(campaign) = self
-            .sellers
-            .get_mut(&IdKey(seller_id))
-            .and_then(|s| s.campaigns.get_mut(&IdKey(campaign_id)))
+        let Some((campaign, serial, coupon)) =
+            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id)
         else {
-            return Ruling::Rejected(Rejection::UnknownCoupon);
-        };
-        let Some(&coupon) = campaign.coupons.get(serial) else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
         if self.users.get(&request.user_id) != Some(coupon.holder) {
@@ -434,17 +426,9 @@ impl PartitionState {
     }
 
     fn release(&mut self, seller_id: &str, request: &ReleaseRequest<'_>) -> Ruling {
-        let Some((campaign_id, serial)) = parse_coupon_id(&request.coupon_id) else {
-            return Ruling::Rejected(Rejection::UnknownCoupon);
-        };
-        let Some(campaign) = self
-            .sellers
-            .get_mut(&IdKey(seller_id))
-            .and_then(|s| s.campaigns.get_mut(&IdKey(campaign_id)))
+        let Some((campaign, serial, coupon)) =
+            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id)
         else {
-            return Ruling::Rejected(Rejection::UnknownCoupon);
-        };
-        let Some(&coupon) = campaign.coupons.get(serial) else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
         let Some(redemption) = campaign.coupons.redemption(&coupon) else {
@@ -518,4 +502,21 @@ impl PartitionState {
         }
         stats
     }
+}
+
+/// The campaign, serial and coupon that `coupon_id` names among
+/// `seller_id`'s campaigns, if that coupon was issued and is still held:
+/// the lookup every redeem and release starts with.
+fn issued_coupon<'s>(
+    sellers: &'s mut HashMap<StoredId, Box<Seller>>,
+    seller_id: &str,
+    coupon_id: &str,
+) -> Option<(&'s mut Campaign, u64, Coupon)> {
+    let (campaign_id, serial) = parse_coupon_id(coupon_id)?;
+    let campaign = sellers
+        .get_mut(&IdKey(seller_id))?
+        .campaigns
+        .get_mut(&IdKey(campaign_id))?;
+    let coupon = *campaign.coupons.get(serial)?;
+    Some((campaign, serial, coupon))
 }

@@ -38,4 +38,5 @@ mod transactions;
 pub use batch::RunSummary;
 pub use error::ProcessorError;
 pub use live::LiveState;
+pub(crate) use run::subscribed;
 pub use run::{Processor, run};

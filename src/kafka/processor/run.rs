@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use tracing::{error, info, warn};
 
 use crate::kafka::config::{Guarantee, KafkaConfig};
@@ -191,20 +192,30 @@ fn subscribe(
     config: &KafkaConfig,
     context: GroupContext,
 ) -> Result<Arc<BaseConsumer<GroupContext>>, ProcessorError> {
-    let consumer: BaseConsumer<GroupContext> = config
-        .consumer_config()
-        .create_with_context(context)
-        .map_err(|source| ProcessorError::Client {
-            client: "consumer",
-            source,
-        })?;
+    subscribed(config, &config.consumer_config(), context).map(Arc::new)
+}
+
+/// A consumer made from `client` with `context`, subscribed to `config`'s
+/// input topic.
+pub(crate) fn subscribed<C: ConsumerContext>(
+    config: &KafkaConfig,
+    client: &ClientConfig,
+    context: C,
+) -> Result<BaseConsumer<C>, ProcessorError> {
+    let consumer: BaseConsumer<C> =
+        client
+            .create_with_context(context)
+            .map_err(|source| ProcessorError::Client {
+                client: "consumer",
+                source,
+            })?;
     consumer
         .subscribe(&[&config.input_topic])
         .map_err(|source| ProcessorError::Subscribe {
             topic: config.input_topic.clone(),
             source,
         })?;
-    Ok(Arc::new(consumer))
+    Ok(consumer)
 }
 
 fn log_started(config: &KafkaConfig, input_partitions: u32) {
