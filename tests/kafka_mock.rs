@@ -25,6 +25,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use support::kafka::{produce, read_all};
+use support::lifecycle::Processor;
 use support::messages::keyed as messages;
 use support::recompute::check_run;
 
@@ -181,14 +182,41 @@ fn exactly_once_aborted_transactions_rewind_exactly() {
     assert!(records >= total);
 }
 
-/// A group client that cannot complete a join: every answer of the broker
-/// takes 25 s, longer than the session (6 s) and than the processor waits
-/// for a join. The member loses its partitions, rejoins twice without
-/// getting any assignment, and is replaced by a new member with new
-/// clients; once the broker answers promptly again, the new member owns
-/// the partitions, restores them, and every input gets its decision.
-/// The processor runs as a child process, so its log shows the
-/// replacement.
+/// The flags of the stuck-client tests: a 6 s session, frequent commits
+/// and snapshots, a 5 s drain bound.
+const STUCK_FLAGS: &[&str] = &[
+    "--session-timeout-ms",
+    "6000",
+    "--commit-interval-ms",
+    "200",
+    "--snapshot-interval-ms",
+    "1000",
+    "--drain-timeout-ms",
+    "5000",
+];
+/// What the processor logs when it replaces a stuck member.
+const REPLACED: &str = "Rejoining brought no assignment, not even an empty one; replacing this member with new Kafka clients.";
+
+/// Makes every answer of the broker take 25 s, longer than the session
+/// (6 s) and than the processor waits for a join, and waits until the
+/// processor replaced its member.
+fn stick(cluster: &MockCluster<'static, DefaultProducerContext>, processor: &Processor) {
+    cluster
+        .broker_round_trip_time(1, Duration::from_secs(25))
+        .unwrap();
+    support::wait_for(
+        "the stuck member to be replaced",
+        Duration::from_secs(240),
+        || !processor.events(REPLACED).is_empty(),
+    );
+}
+
+/// A group client that cannot complete a join: the member loses its
+/// partitions, rejoins twice without getting any assignment, and is
+/// replaced by a new member with new clients; once the broker answers
+/// promptly again, the new member owns the partitions, restores them, and
+/// every input gets its decision. The processor runs as a child process,
+/// so its log shows the replacement.
 #[test]
 fn a_stuck_group_client_is_replaced_and_loses_nothing() {
     let (cluster, brokers) = cluster();
@@ -196,37 +224,14 @@ fn a_stuck_group_client_is_replaced_and_loses_nothing() {
     let first = messages(&mut workload, 300);
     produce(&brokers, "coupon-events", &first);
     let dir = support::logs::log_dir("stuck-client");
-    let log = dir.join("processor.log");
-    let processor = support::processes::Running::spawn(
-        support::processes::processor_command(&brokers, "coupon-stream-stuck")
-            .args([
-                "--session-timeout-ms",
-                "6000",
-                "--commit-interval-ms",
-                "200",
-                "--snapshot-interval-ms",
-                "1000",
-                "--drain-timeout-ms",
-                "5000",
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .env("RUST_LOG", "info")
-            .stderr(std::fs::File::create(&log).unwrap()),
+    let mut processor = Processor::start(
+        &brokers,
+        "coupon-stream-stuck",
+        &dir.join("processor.log"),
+        STUCK_FLAGS,
     );
     await_processing(&brokers);
-    cluster
-        .broker_round_trip_time(1, Duration::from_secs(25))
-        .unwrap();
-    let replaced =
-        |line: &support::logs::LogLine| line.message.starts_with("Rejoining brought no assignment");
-    support::wait_for(
-        "the stuck member to be replaced",
-        Duration::from_secs(240),
-        || support::logs::log_lines(&log).iter().any(replaced),
-    );
+    stick(&cluster, &processor);
     cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
     let second = messages(&mut workload, 300);
     produce(&brokers, "coupon-events", &second);
@@ -237,19 +242,41 @@ fn a_stuck_group_client_is_replaced_and_loses_nothing() {
         Duration::from_secs(3),
         Duration::from_secs(180),
     );
-    let status = processor.terminate();
-    assert!(status.success(), "exit status after SIGTERM: {status}");
-    let lines = support::logs::log_lines(&log);
-    let rejoins = lines
-        .iter()
-        .filter(|l| l.message.starts_with("This instance owns no partition"))
-        .count();
+    processor.terminate_within(SHUTDOWN_BOUND);
+    let rejoins = processor
+        .events("This instance owns no partition while the group does not own them all; rejoining the group.")
+        .len();
     assert!(
         rejoins >= 2,
         "the member rejoined before it was replaced: {rejoins}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SIGTERM just after a stuck member began to be replaced, with the broker
+/// still answering 25 s late: the process exits 0 within
+/// `--drain-timeout-ms` plus 5 s, as in every other state.
+#[test]
+fn sigterm_while_a_stuck_member_is_replaced_stops_in_bound() {
+    let (cluster, brokers) = cluster();
+    produce(&brokers, "coupon-events", &messages(&mut workload(12), 300));
+    let dir = support::logs::log_dir("stuck-sigterm");
+    let mut processor = Processor::start(
+        &brokers,
+        "coupon-stream-stuck-sigterm",
+        &dir.join("processor.log"),
+        STUCK_FLAGS,
+    );
+    await_processing(&brokers);
+    stick(&cluster, &processor);
+    let took = processor.terminate_within(SHUTDOWN_BOUND);
+    eprintln!("exited {took:?} after SIGTERM");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The shutdown promise for the stuck-client tests' flags: the drain
+/// bound (5 s) plus 5 s.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
 
 fn exactly_once(config: KafkaConfig, transactional_id: &str) -> KafkaConfig {
     // The processor's log, when asked for (RUST_LOG=info cargo test ...).

@@ -105,7 +105,9 @@ impl Processor {
             };
             let (run, ended) = member.run(shutdown)?;
             summary.add(run);
-            if ended == Ended::Stopped {
+            // A shutdown asked for while a member was being replaced ends
+            // here, before a new member is started.
+            if ended == Ended::Stopped || shutdown.load(Ordering::Relaxed) {
                 info!(
                     message = "Processor stopped.",
                     messages = summary.messages,
