@@ -197,10 +197,19 @@ const STUCK_FLAGS: &[&str] = &[
 /// What the processor logs when it replaces a stuck member.
 const REPLACED: &str = "Rejoining brought no assignment, not even an empty one; replacing this member with new Kafka clients.";
 
-/// Makes every answer of the broker take 25 s, longer than the session
-/// (6 s) and than the processor waits for a join, and waits until the
-/// processor replaced its member.
-fn stick(cluster: &MockCluster<'static, DefaultProducerContext>, processor: &Processor) {
+/// Starts the processor binary in `group` (logging under a directory named
+/// after it, returned too), waits until it decides, then makes every answer
+/// of the broker take 25 s, longer than the session (6 s) and than the
+/// processor waits for a join, and waits until the processor replaced its
+/// member.
+fn stuck_processor(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    brokers: &str,
+    group: &str,
+) -> (Processor, std::path::PathBuf) {
+    let dir = support::logs::log_dir(group);
+    let processor = Processor::start(brokers, group, &dir.join("processor.log"), STUCK_FLAGS);
+    await_processing(brokers);
     cluster
         .broker_round_trip_time(1, Duration::from_secs(25))
         .unwrap();
@@ -209,6 +218,7 @@ fn stick(cluster: &MockCluster<'static, DefaultProducerContext>, processor: &Pro
         Duration::from_secs(240),
         || !processor.events(REPLACED).is_empty(),
     );
+    (processor, dir)
 }
 
 /// A group client that cannot complete a join: the member loses its
@@ -223,15 +233,7 @@ fn a_stuck_group_client_is_replaced_and_loses_nothing() {
     let mut workload = workload(11);
     let first = messages(&mut workload, 300);
     produce(&brokers, "coupon-events", &first);
-    let dir = support::logs::log_dir("stuck-client");
-    let mut processor = Processor::start(
-        &brokers,
-        "coupon-stream-stuck",
-        &dir.join("processor.log"),
-        STUCK_FLAGS,
-    );
-    await_processing(&brokers);
-    stick(&cluster, &processor);
+    let (mut processor, dir) = stuck_processor(&cluster, &brokers, "coupon-stream-stuck");
     cluster.broker_round_trip_time(1, Duration::ZERO).unwrap();
     let second = messages(&mut workload, 300);
     produce(&brokers, "coupon-events", &second);
@@ -260,15 +262,7 @@ fn a_stuck_group_client_is_replaced_and_loses_nothing() {
 fn sigterm_while_a_stuck_member_is_replaced_stops_in_bound() {
     let (cluster, brokers) = cluster();
     produce(&brokers, "coupon-events", &messages(&mut workload(12), 300));
-    let dir = support::logs::log_dir("stuck-sigterm");
-    let mut processor = Processor::start(
-        &brokers,
-        "coupon-stream-stuck-sigterm",
-        &dir.join("processor.log"),
-        STUCK_FLAGS,
-    );
-    await_processing(&brokers);
-    stick(&cluster, &processor);
+    let (mut processor, dir) = stuck_processor(&cluster, &brokers, "coupon-stream-stuck-sigterm");
     let took = processor.terminate_within(SHUTDOWN_BOUND);
     eprintln!("exited {took:?} after SIGTERM");
     let _ = std::fs::remove_dir_all(&dir);

@@ -311,13 +311,14 @@ impl Member {
         }
         while Instant::now() < deadline {
             let _ = self.consumer.poll(Duration::from_millis(20));
-            for event in self.events.try_iter() {
+            while let Ok(event) = self.events.try_recv() {
                 // An earlier periodic commit's answer may come first.
                 if let GroupEvent::Committed(result) = event {
                     match result {
                         Ok(committed) => {
-                            metrics::counter!(telemetry::COMMITS).increment(1);
-                            if covers(&committed, &offsets) {
+                            let done = covers(&committed, &offsets);
+                            self.committed(Ok(committed));
+                            if done {
                                 return;
                             }
                         }
