@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::reader::PartitionReader;
-use coupon_stream::kafka::state_store::{self, SnapshotStore};
+use coupon_stream::kafka::state_store::{self, SnapshotStore, StatePartition};
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::{snapshot, synthetic};
 use support::Tansu;
@@ -66,7 +66,12 @@ fn main() {
     let mut manifest = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let (m, loaded) = state_store::load(&reader, "coupon-state", 0, deadline, &|| false)
+        let at = StatePartition {
+            topic: "coupon-state",
+            partition: 0,
+            group: &config.group_id,
+        };
+        let (m, loaded) = state_store::load(&reader, at, deadline, &|| false)
             .unwrap()
             .expect("a snapshot");
         now_reads.push(t.elapsed());

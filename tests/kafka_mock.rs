@@ -268,6 +268,65 @@ fn sigterm_while_a_stuck_member_is_replaced_stops_in_bound() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A state topic belongs to one consumer group. A processor of a second
+/// group, pointed at the state topic where the first group left its
+/// snapshots, stops with exit code 1 and names the group that wrote them,
+/// rather than restoring them: their offsets are the first group's, and
+/// restoring them would skip input the second group never decided. It
+/// decides nothing.
+#[test]
+fn another_groups_snapshot_is_refused_not_restored() {
+    let (_cluster, brokers) = cluster();
+    let input = messages(&mut workload(13), 200);
+    produce(&brokers, "coupon-events", &input);
+    let dir = support::logs::log_dir("coupon-stream-state-owner");
+    let mut owner = Processor::start(
+        &brokers,
+        "coupon-stream-state-owner",
+        &dir.join("owner.log"),
+        &[],
+    );
+    let decided = check_run(
+        &brokers,
+        PARTITIONS,
+        input.len(),
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
+    // Shutdown snapshots every partition it hands over (the refusal
+    // below can only come from one of those snapshots).
+    owner.terminate_within(Duration::from_secs(20));
+    let mut other = Processor::start(
+        &brokers,
+        "coupon-stream-state-other",
+        &dir.join("other.log"),
+        &[],
+    );
+    let (status, _) = other
+        .wait_exit(Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("still running; log: {}", other.log.display()));
+    assert_eq!(status.code(), Some(1), "log: {}", other.log.display());
+    let log = other.log_text();
+    assert!(
+        log.contains(r#"of consumer group \"coupon-stream-state-owner\", not of this processor's group \"coupon-stream-state-other\""#),
+        "the refusal names both groups; log: {}",
+        other.log.display()
+    );
+    let after = read_all(
+        &brokers,
+        "coupon-decisions",
+        PARTITIONS,
+        decided.records + 1,
+        Duration::from_secs(5),
+    );
+    assert_eq!(
+        after.len(),
+        decided.records,
+        "the second group decided nothing"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The shutdown promise for the stuck-client tests' flags: the drain
 /// bound (5 s) plus 5 s.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);

@@ -53,6 +53,15 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
+    #[error(
+        "state topic {topic} holds the snapshot of partition {partition} of consumer group {owner:?}, not of this processor's group {group:?}: a state topic belongs to one group; give this group its own --state-topic (or run it as group {owner:?})"
+    )]
+    OtherGroup {
+        topic: String,
+        partition: i32,
+        owner: String,
+        group: String,
+    },
     #[error("snapshot of partition {partition} at offset {next_offset} is damaged: {why}")]
     Damaged {
         partition: i32,
@@ -70,10 +79,17 @@ pub struct Manifest {
     pub chunks: u32,
     pub bytes: u64,
     pub checksum: u64,
+    /// The consumer group whose processor wrote the snapshot. Manifests
+    /// written before this field existed have none, and are accepted by
+    /// any group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 pub struct SnapshotStore {
     topic: String,
+    /// The consumer group, recorded in every manifest.
+    group: String,
     producer: ThreadedProducer<DeliveryErrors>,
 }
 
@@ -96,6 +112,7 @@ impl SnapshotStore {
             })?;
         Ok(SnapshotStore {
             topic: config.state_topic.clone(),
+            group: config.group_id.clone(),
             producer,
         })
     }
@@ -134,6 +151,7 @@ impl SnapshotStore {
             chunks: chunks.len() as u32,
             bytes: bytes.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(bytes),
+            group: Some(self.group.clone()),
         };
         let value = serde_json::to_vec(&manifest).unwrap_or_default();
         let key = partition.to_string();
@@ -191,16 +209,29 @@ impl SnapshotStore {
     }
 }
 
-/// The latest complete snapshot of `partition` in state topic `topic`, if
-/// any: its manifest and its bytes, checksum verified. Reads the whole
-/// partition with `reader` until `deadline` or `stop`.
+/// Where [`load`] reads: a partition of a state topic, for a consumer group.
+#[derive(Debug, Clone, Copy)]
+pub struct StatePartition<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The group restoring: a snapshot another group wrote is refused.
+    pub group: &'a str,
+}
+
+/// The latest complete snapshot of a state partition, if any: its
+/// manifest and its bytes, checksum verified. Reads the whole partition
+/// with `reader` until `deadline` or `stop`. A snapshot written by another
+/// consumer group is an error, never restored: its offsets are that
+/// group's, and restoring it would skip input this group never decided.
 pub fn load(
     reader: &PartitionReader,
-    topic: &str,
-    partition: i32,
+    at: StatePartition<'_>,
     deadline: Instant,
     stop: &dyn Fn() -> bool,
 ) -> Result<Option<(Manifest, Vec<u8>)>, StoreError> {
+    let StatePartition {
+        topic, partition, ..
+    } = at;
     let mut snapshot = Assembler::new(partition);
     let everything = Range {
         from: None,
@@ -209,7 +240,24 @@ pub fn load(
     reader.read(topic, partition, everything, deadline, stop, |m| {
         snapshot.record(m.key(), m.payload())
     })?;
-    snapshot.finish()
+    let found = snapshot.finish()?;
+    if let Some((manifest, _)) = &found {
+        check_owner(at, manifest)?;
+    }
+    Ok(found)
+}
+
+/// Refuses a manifest another consumer group wrote (see [`load`]).
+fn check_owner(at: StatePartition<'_>, manifest: &Manifest) -> Result<(), StoreError> {
+    match manifest.group.as_deref() {
+        Some(owner) if owner != at.group => Err(StoreError::OtherGroup {
+            topic: at.topic.to_owned(),
+            partition: at.partition,
+            owner: owner.to_owned(),
+            group: at.group.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Collects a snapshot from the records of one state partition, in offset
@@ -378,6 +426,7 @@ mod tests {
             chunks,
             bytes: bytes.len() as u64,
             checksum: xxhash_rust::xxh3::xxh3_64(bytes),
+            group: Some("g".to_owned()),
         })
         .unwrap()
     }
@@ -415,6 +464,7 @@ mod tests {
             chunks: u32::MAX,
             bytes: 1 << 62,
             checksum: 0,
+            group: None,
         })
         .unwrap();
         let mut a = Assembler::new(0);
@@ -455,5 +505,27 @@ mod tests {
         feed(&mut a, "0/5/0", Some(b"abc"));
         feed(&mut a, "0", Some(&manifest(0, 5, b"abd", 1)));
         assert!(a.finish().unwrap_err().to_string().contains("checksum"));
+    }
+
+    #[test]
+    fn a_snapshot_belongs_to_the_group_that_wrote_it() {
+        let at = StatePartition {
+            topic: "coupon-state",
+            partition: 2,
+            group: "coupon-stream",
+        };
+        let bytes = manifest(2, 10, b"state", 1);
+        let mut m: Manifest = serde_json::from_slice(&bytes).unwrap();
+        m.group = Some("coupon-stream".to_owned());
+        assert!(check_owner(at, &m).is_ok());
+        m.group = Some("other".to_owned());
+        let refused = check_owner(at, &m).unwrap_err().to_string();
+        assert!(refused.contains("consumer group \"other\""), "{refused}");
+        assert!(refused.contains("--state-topic"), "{refused}");
+        // Written before manifests named their group: accepted.
+        let old = br#"{"partition":2,"next_offset":10,"chunks":1,"bytes":5,"checksum":1}"#;
+        let m: Manifest = serde_json::from_slice(old).unwrap();
+        assert_eq!(m.group, None);
+        assert!(check_owner(at, &m).is_ok());
     }
 }

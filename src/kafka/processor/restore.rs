@@ -23,7 +23,7 @@ use crate::kafka::processor::context::GroupContext;
 use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::partition::Restored;
 use crate::kafka::reader::{PartitionReader, Range, ReadError};
-use crate::kafka::state_store;
+use crate::kafka::state_store::{self, StatePartition};
 use crate::ops::telemetry;
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision::Source;
@@ -206,8 +206,11 @@ impl Restorer {
         let loaded = if durable {
             state_store::load(
                 reader,
-                &self.config.state_topic,
-                job.partition,
+                StatePartition {
+                    topic: &self.config.state_topic,
+                    partition: job.partition,
+                    group: &self.config.group_id,
+                },
                 deadline,
                 &stop,
             )?
