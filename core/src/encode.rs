@@ -2,6 +2,14 @@
 //! fields in the contract's order, absent fields omitted (the contract
 //! treats absent and `null` alike), compact, and byte-identical for the same
 //! decision so that a replay reproduces its output exactly.
+//!
+//! A string the decoder borrowed from the input ([`Cow::Borrowed`]) was
+//! held there unescaped, so it has no quote, backslash or control
+//! character (the decoder only borrows such strings, and JSON allows no
+//! raw control character in a string): it is copied as it is, without the
+//! escape scan every other string gets.
+
+use std::borrow::Cow;
 
 use crate::decision::{Decision, Source};
 use crate::event::{Body, Event};
@@ -51,11 +59,11 @@ pub fn encode_decision(decision: &Decision<'_>, out: &mut Vec<u8>) {
 
 fn header(out: &mut Vec<u8>, event: &Event<'_>) {
     out.extend_from_slice(b"{\"event_id\":");
-    string(out, &event.event_id);
+    text(out, &event.event_id);
     out.extend_from_slice(b",\"type\":\"");
     out.extend_from_slice(event.event_type().as_str().as_bytes());
     out.extend_from_slice(b"\",\"seller_id\":");
-    string(out, &event.seller_id);
+    text(out, &event.seller_id);
     out.extend_from_slice(b",\"ts\":");
     uint(out, event.ts);
 }
@@ -73,18 +81,18 @@ fn body(out: &mut Vec<u8>, event: &Event<'_>, ruling: Ruling, issue_results: &[U
         Body::Seller(_) => {}
         Body::Campaign(c) => {
             out.extend_from_slice(b",\"campaign_id\":");
-            string(out, &c.campaign_id);
+            text(out, &c.campaign_id);
         }
         Body::Issue(issue) => {
             out.extend_from_slice(b",\"campaign_id\":");
-            string(out, &issue.campaign_id);
+            text(out, &issue.campaign_id);
             out.extend_from_slice(b",\"results\":[");
             for (i, (user_id, result)) in issue.user_ids.iter().zip(issue_results).enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 out.extend_from_slice(b"{\"user_id\":");
-                string(out, user_id);
+                text(out, user_id);
                 match *result {
                     UserResult::Issued { serial, expires_at } => {
                         out.extend_from_slice(b",\"outcome\":\"issued\",\"coupon_id\":");
@@ -104,11 +112,11 @@ fn body(out: &mut Vec<u8>, event: &Event<'_>, ruling: Ruling, issue_results: &[U
         }
         Body::Redeem(r) => {
             out.extend_from_slice(b",\"coupon_id\":");
-            string(out, &r.coupon_id);
+            text(out, &r.coupon_id);
             out.extend_from_slice(b",\"order_id\":");
-            string(out, &r.order_id);
+            text(out, &r.order_id);
             out.extend_from_slice(b",\"user_id\":");
-            string(out, &r.user_id);
+            text(out, &r.user_id);
             if let Ruling::Redeemed {
                 discount_cents,
                 duplicate,
@@ -125,9 +133,9 @@ fn body(out: &mut Vec<u8>, event: &Event<'_>, ruling: Ruling, issue_results: &[U
         }
         Body::Release(r) => {
             out.extend_from_slice(b",\"coupon_id\":");
-            string(out, &r.coupon_id);
+            text(out, &r.coupon_id);
             out.extend_from_slice(b",\"order_id\":");
-            string(out, &r.order_id);
+            text(out, &r.order_id);
             if let Ruling::Released { discount_cents } = ruling {
                 out.extend_from_slice(b",\"discount_cents\":");
                 uint(out, discount_cents);
@@ -136,9 +144,13 @@ fn body(out: &mut Vec<u8>, event: &Event<'_>, ruling: Ruling, issue_results: &[U
     }
 }
 
-fn coupon_id(out: &mut Vec<u8>, campaign_id: &str, serial: u64) {
+#[expect(
+    clippy::ptr_arg,
+    reason = "the Cow variant says whether the string needs its escape scan"
+)]
+fn coupon_id(out: &mut Vec<u8>, campaign_id: &Cow<'_, str>, serial: u64) {
     out.push(b'"');
-    escaped(out, campaign_id);
+    text_escaped(out, campaign_id);
     out.push(b':');
     out.extend_from_slice(itoa::Buffer::new().format(serial).as_bytes());
     out.push(b'"');
@@ -146,6 +158,36 @@ fn coupon_id(out: &mut Vec<u8>, campaign_id: &str, serial: u64) {
 
 fn uint(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Writes a decoded string as a JSON string (see the module doc).
+#[expect(
+    clippy::ptr_arg,
+    reason = "the Cow variant says whether the string needs its escape scan"
+)]
+fn text(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    out.push(b'"');
+    text_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Writes a decoded string's escaped content: a borrowed one as it is.
+#[expect(
+    clippy::ptr_arg,
+    reason = "the Cow variant says whether the string needs its escape scan"
+)]
+fn text_escaped(out: &mut Vec<u8>, s: &Cow<'_, str>) {
+    match s {
+        Cow::Borrowed(plain) => {
+            debug_assert_eq!(
+                first_special_byte(plain.as_bytes()),
+                None,
+                "the decoder borrows only plain strings"
+            );
+            out.extend_from_slice(plain.as_bytes());
+        }
+        Cow::Owned(s) => escaped(out, s),
+    }
 }
 
 /// Writes `s` as a JSON string.
@@ -198,6 +240,36 @@ mod tests {
             string(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, s);
+        }
+    }
+
+    /// Borrowed strings are copied as they are, owned (unescaped by the
+    /// decoder) ones escaped again: both read back as the input's strings.
+    #[test]
+    fn decoded_strings_encode_as_they_were_sent() {
+        use crate::decision::Source;
+        use crate::reason::Rejection;
+        let input = br#"{"event_id":"e\"1","type":"redeem","ts":5,"seller_id":"s1","coupon_id":"c\\1:2","user_id":"u\u00e9","order_id":"o1","order_cents":100}"#;
+        let event = crate::decode::decode(input, 4096).unwrap();
+        assert!(matches!(event.seller_id, Cow::Borrowed(_)));
+        assert!(matches!(event.event_id, Cow::Owned(_)));
+        let mut out = Vec::new();
+        encode_decision(
+            &Decision::Ruled {
+                source: Source {
+                    partition: 0,
+                    offset: 0,
+                },
+                event: &event,
+                ruling: Ruling::Rejected(Rejection::UnknownCoupon),
+                issue_results: &[],
+            },
+            &mut out,
+        );
+        let sent: serde_json::Value = serde_json::from_slice(input).unwrap();
+        let decided: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        for field in ["event_id", "seller_id", "coupon_id", "user_id", "order_id"] {
+            assert_eq!(decided[field], sent[field], "{field}");
         }
     }
 }
