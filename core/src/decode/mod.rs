@@ -162,7 +162,11 @@ impl Field {
     /// Matches a key by length first, so an event's keys cost one or two
     /// short comparisons each instead of a scan over every name.
     fn from_name(name: &str) -> Option<Field> {
-        let b = name.as_bytes();
+        Field::from_name_bytes(name.as_bytes())
+    }
+
+    /// [`Field::from_name`] of a name's bytes.
+    fn from_name_bytes(b: &[u8]) -> Option<Field> {
         let field = match b.len() {
             2 if b == b"ts" => Field::Ts,
             4 if b == b"type" => Field::Type,
