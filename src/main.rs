@@ -69,8 +69,8 @@ fn run(args: &args::RunArgs, copy_only: bool) -> anyhow::Result<()> {
     let config = KafkaConfig::from(args);
     let shutdown = shutdown_on_signals()?;
     match core {
-        Some(core) => service::run(config, core, args.metrics_addr, &shutdown)?,
-        None => service::copy(&config, args.metrics_addr, &shutdown)?,
+        Some(core) => service::run(config, core, args.http.metrics_addr, &shutdown)?,
+        None => service::copy(&config, args.http.metrics_addr, &shutdown)?,
     }
     Ok(())
 }

@@ -1,13 +1,12 @@
 //! [`DemoArgs`]: the flags of `demo`, and their conversion into
 //! [`DemoOptions`].
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
 use coupon_stream_core::config::{ConfigError, CoreConfig};
 
-use super::{CoreArgs, GuaranteeArg, ProfileArg};
+use super::{CoreArgs, GuaranteeArg, HttpArgs, ProfileArg};
 use crate::kafka::config::parse_property;
 use crate::tools::demo::DemoOptions;
 
@@ -40,13 +39,8 @@ pub struct DemoArgs {
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Address of the HTTP endpoint (/metrics, /healthz, /readyz, state queries).
-    #[arg(
-        long,
-        env = "COUPON_STREAM_METRICS_ADDR",
-        default_value = "127.0.0.1:9464"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub core: CoreArgs,
 }
@@ -64,7 +58,7 @@ impl TryFrom<&DemoArgs> for DemoOptions {
             profile: args.profile.into(),
             sellers: args.sellers,
             seed: args.seed,
-            metrics_addr: args.metrics_addr,
+            metrics_addr: args.http.metrics_addr,
             core: CoreConfig::try_from(&args.core)?,
             guarantee: args.guarantee.into(),
         })

@@ -3,11 +3,9 @@
 //! defaults. [`KafkaClientArgs`] (brokers and `-X` properties) is shared
 //! with `loadgen`.
 
-use std::net::SocketAddr;
-
 use clap::Args;
 
-use super::{CoreArgs, GuaranteeArg, LogFormat};
+use super::{CoreArgs, GuaranteeArg, HttpArgs, LogFormat};
 use crate::kafka::config::{
     BATCH_MESSAGES_MAX_DEFAULT, DLQ_TOPIC_DEFAULT, DRAIN_TIMEOUT_MS_DEFAULT, GROUP_ID_DEFAULT,
     Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT, RESTORE_THREADS_DEFAULT,
@@ -95,13 +93,8 @@ pub struct RunArgs {
     /// Log format on stderr; the level comes from RUST_LOG (default info).
     #[arg(long, env = "COUPON_STREAM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Address of the HTTP endpoint: /metrics, /healthz, /readyz, /v1/... state queries.
-    #[arg(
-        long,
-        env = "COUPON_STREAM_METRICS_ADDR",
-        default_value = "127.0.0.1:9464"
-    )]
-    pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub core: CoreArgs,
 }
