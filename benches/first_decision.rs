@@ -20,26 +20,19 @@
 //! this build and checks that it decides.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-const PARTITIONS: i32 = 8;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const PARTITIONS: i32 = 8;
 
 struct Killed(Child);
 
@@ -51,7 +44,7 @@ impl Drop for Killed {
 }
 
 fn tansu() -> (Killed, String) {
-    let port = free_port();
+    let port = support::http::free_port();
     let url = format!("tcp://127.0.0.1:{port}");
     let bin = std::env::var("TANSU_BIN")
         .map(PathBuf::from)
@@ -89,28 +82,7 @@ fn tansu() -> (Killed, String) {
 }
 
 fn prepare(brokers: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let mut topics: Vec<NewTopic<'_>> = ["coupon-events", "coupon-decisions", "coupon-events-dlq"]
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    topics.push(
-        NewTopic::new("coupon-state", PARTITIONS, TopicReplication::Fixed(1))
-            .set("cleanup.policy", "compact"),
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    for r in runtime
-        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
-        .unwrap()
-    {
-        r.unwrap();
-    }
+    support::kafka::create_processor_topics(brokers, PARTITIONS);
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
@@ -180,7 +152,7 @@ fn assigned_at(log: &Path) -> Option<DateTime<Utc>> {
 fn measure(binary: &Path, dir: &Path, run: usize) -> f64 {
     let (_broker, brokers) = tansu();
     prepare(&brokers);
-    let port = free_port();
+    let port = support::http::free_port();
     let log = dir.join(format!("run-{run}.log"));
     let child = Command::new(binary)
         .args(["run", "--brokers", &brokers, "--log-format", "json"])

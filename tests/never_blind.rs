@@ -13,9 +13,6 @@ use coupon_stream::kafka::config::{Guarantee, KafkaConfig};
 use coupon_stream::kafka::state_store::SnapshotStore;
 use coupon_stream_core::partitioner::partition_for;
 use coupon_stream_core::{snapshot, synthetic};
-use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use support::lifecycle::{Processor, Response, timed_get};
 use support::logs::log_dir;
 use support::proxy::ProxiedTansu;
@@ -28,32 +25,21 @@ const DRAIN_MS: u64 = 2_000;
 /// `--drain-timeout-ms` plus the 5 s the shutdown may add.
 const SHUTDOWN_BOUND: Duration = Duration::from_millis(DRAIN_MS + 5_000);
 
-fn create_topics(brokers: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let mut topics: Vec<NewTopic<'_>> = support::TOPICS
-        .iter()
-        .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))
-        .collect();
-    topics.push(
-        NewTopic::new("coupon-state", PARTITIONS, TopicReplication::Fixed(1))
-            .set("cleanup.policy", "compact"),
-    );
-    for r in futures_executor::block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap()
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
-    }
-}
+/// The consumer group of this file's processors, whose snapshot
+/// [`large_snapshot`] writes.
+const GROUP: &str = "blind";
 
 /// Writes a synthetic partition state of `coupons` coupons as partition
-/// 0's snapshot.
+/// 0's snapshot, as group [`GROUP`]'s processor would.
 fn large_snapshot(brokers: &str, coupons: u64) -> usize {
     let core = synthetic::build(coupons, coupons / 5);
     let mut bytes = Vec::new();
     snapshot::encode(&core, &mut bytes);
-    let store = SnapshotStore::new(&KafkaConfig::new(brokers, Guarantee::AtLeastOnce)).unwrap();
+    let config = KafkaConfig {
+        group_id: GROUP.to_owned(),
+        ..KafkaConfig::new(brokers, Guarantee::AtLeastOnce)
+    };
+    let store = SnapshotStore::new(&config).unwrap();
     store
         .save(
             0,
@@ -103,7 +89,7 @@ const ENDPOINTS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
 fn answers_at_once_while_restoring_and_stops_in_bound_during_a_restore() {
     let tansu = ProxiedTansu::start();
     let brokers = tansu.brokers();
-    create_topics(&brokers);
+    support::kafka::create_processor_topics(&brokers, PARTITIONS);
     let bytes = large_snapshot(&brokers, 300_000);
     let dir = log_dir("blind-restore");
     let query = format!("/v1/sellers/{}/campaigns/c0", seller_on(0));
@@ -117,7 +103,7 @@ fn answers_at_once_while_restoring_and_stops_in_bound_during_a_restore() {
     // Slow the broker down so the restore lasts: every forwarded chunk
     // (at most 64 KiB) waits 100 ms.
     tansu.proxy.set_latency(Duration::from_millis(100));
-    let mut run = Processor::start(&brokers, "blind", &dir.join("restore.log"), &flags);
+    let mut run = Processor::start(&brokers, GROUP, &dir.join("restore.log"), &flags);
     wait_for("partition 0 to restore", Duration::from_secs(60), || {
         run.get(&query, Duration::from_secs(5))
             .is_some_and(|r| r.body.contains("restoring"))
@@ -157,7 +143,7 @@ fn answers_at_once_while_restoring_and_stops_in_bound_during_a_restore() {
     // Without the latency the same restore finishes, and the partition is
     // queried from live state (which holds no campaign c0 of this seller).
     tansu.proxy.set_latency(Duration::ZERO);
-    let mut run = Processor::start(&brokers, "blind", &dir.join("restored.log"), &flags);
+    let mut run = Processor::start(&brokers, GROUP, &dir.join("restored.log"), &flags);
     wait_for("ready", Duration::from_secs(120), || {
         run.get("/readyz", Duration::from_secs(5))
             .is_some_and(|r| r.status == 200)
@@ -184,7 +170,7 @@ fn answers_at_once_while_restoring_and_stops_in_bound_during_a_restore() {
 fn answers_at_once_while_the_broker_is_away_and_stops_in_bound() {
     let tansu = ProxiedTansu::start();
     let brokers = tansu.brokers();
-    create_topics(&brokers);
+    support::kafka::create_processor_topics(&brokers, PARTITIONS);
     let dir = log_dir("blind-outage");
     let events: support::messages::Messages = (0..200)
         .map(|i| {
@@ -200,7 +186,7 @@ fn answers_at_once_while_the_broker_is_away_and_stops_in_bound() {
     let query = format!("/v1/sellers/{}/campaigns/c0", seller_on(3));
     let mut run = Processor::start(
         &brokers,
-        "blind",
+        GROUP,
         &dir.join("outage.log"),
         &[
             "--drain-timeout-ms",

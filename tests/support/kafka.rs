@@ -57,6 +57,27 @@ pub fn create_topic(brokers: &str, name: &str, partitions: i32) {
     }
 }
 
+/// Creates the contract's three topics and a compacted `coupon-state`,
+/// `partitions` each: a fresh broker as a deployment has it.
+pub fn create_processor_topics(brokers: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut topics: Vec<NewTopic<'_>> = TOPICS
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    topics.push(
+        NewTopic::new("coupon-state", partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
+    );
+    for r in futures_executor::block_on(admin.create_topics(&topics, &AdminOptions::new())).unwrap()
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
 /// Produces `messages` (key, value), partitioned as Kafka's Java client
 /// does (murmur2), and waits for all acknowledgements.
 pub fn produce(brokers: &str, topic: &str, messages: &Messages) {
