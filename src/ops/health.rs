@@ -47,16 +47,20 @@ impl NotReady {
 }
 
 impl Health {
+    /// The flags are read in the order the processor sets them last to
+    /// first (`assigned` after the restores it starts), each load seeing
+    /// every store made before the one it reads, so a reader never
+    /// combines a new assignment with the restoring flag from before it.
     pub fn readiness(&self) -> Result<(), NotReady> {
-        if self.stopping.load(Ordering::Relaxed) {
+        if self.stopping.load(Ordering::Acquire) {
             Err(NotReady::Stopping)
-        } else if !self.assigned.load(Ordering::Relaxed) {
+        } else if !self.assigned.load(Ordering::Acquire) {
             Err(NotReady::NoAssignment)
-        } else if self.unowned.load(Ordering::Relaxed) {
+        } else if self.unowned.load(Ordering::Acquire) {
             Err(NotReady::Unowned)
-        } else if self.restoring.load(Ordering::Relaxed) {
+        } else if self.restoring.load(Ordering::Acquire) {
             Err(NotReady::Restoring)
-        } else if self.brokers_down.load(Ordering::Relaxed) {
+        } else if self.brokers_down.load(Ordering::Acquire) {
             Err(NotReady::BrokersDown)
         } else {
             Ok(())
@@ -66,21 +70,21 @@ impl Health {
     /// The group handed this member an assignment (`true`), or the member
     /// left to join again (`false`).
     pub fn set_assigned(&self, assigned: bool) {
-        self.assigned.store(assigned, Ordering::Relaxed);
+        self.assigned.store(assigned, Ordering::Release);
         self.publish();
     }
 
     /// This member owns nothing while the group is not known to own every
     /// input partition.
     pub fn set_unowned(&self, unowned: bool) {
-        if self.unowned.swap(unowned, Ordering::Relaxed) != unowned {
+        if self.unowned.swap(unowned, Ordering::AcqRel) != unowned {
             self.publish();
         }
     }
 
     /// An owned partition's state is being restored.
     pub fn set_restoring(&self, restoring: bool) {
-        if self.restoring.swap(restoring, Ordering::Relaxed) != restoring {
+        if self.restoring.swap(restoring, Ordering::AcqRel) != restoring {
             self.publish();
         }
     }
@@ -88,7 +92,7 @@ impl Health {
     /// librdkafka reported every broker down (`true`) or the client talked
     /// to a broker again (`false`).
     pub fn set_brokers_down(&self, down: bool) {
-        if self.brokers_down.swap(down, Ordering::Relaxed) != down {
+        if self.brokers_down.swap(down, Ordering::AcqRel) != down {
             self.publish();
         }
     }
@@ -100,7 +104,7 @@ impl Health {
 
     pub fn set_stopping(&self) {
         let _ = self.stop_requested.set(Instant::now());
-        self.stopping.store(true, Ordering::Relaxed);
+        self.stopping.store(true, Ordering::Release);
         self.publish();
     }
 

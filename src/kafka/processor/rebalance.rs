@@ -24,13 +24,14 @@ const SEEK_TIMEOUT: Duration = Duration::from_secs(5);
 impl Member {
     /// Acts on everything the callbacks reported since the last call.
     pub(super) fn handle_events(&mut self) {
-        let mut moved = false;
+        let (mut moved, mut assigned) = (false, false);
         while let Ok(event) = self.events.try_recv() {
             match event {
                 GroupEvent::Assigned { partitions, epoch } => {
                     self.assigned(&partitions, epoch);
                     self.idle.on_event(Instant::now(), true);
                     moved = true;
+                    assigned = true;
                 }
                 GroupEvent::Revoked {
                     partitions,
@@ -55,10 +56,15 @@ impl Member {
             // work until the never-idle watch finds the group covers it.
             self.health.set_unowned(self.table.counts().0 == 0);
         }
+        // Last: `/readyz` must not see the assignment before the restores
+        // it starts (it read ready for a moment in between, and a state
+        // query right after answered `restoring`).
+        if assigned {
+            self.health.set_assigned(true);
+        }
     }
 
     fn assigned(&mut self, partitions: &[i32], epoch: u64) {
-        self.health.set_assigned(true);
         if partitions.is_empty() {
             info!(
                 message = "Rebalance assigned no new partition.",
@@ -79,6 +85,8 @@ impl Member {
             self.table.set_phase(p, Some(Phase::Restoring));
             self.start_restore(p, Restoring::new(epoch, false), false);
         }
+        // At once, for a member that was ready before this assignment.
+        self.publish_ownership();
         info!(message = "Partitions assigned.", assigned = ?partitions, owned = self.table.counts().0, partition_count = ?self.table.partition_count());
     }
 
