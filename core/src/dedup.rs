@@ -7,15 +7,19 @@
 //!
 //! An id is its 128-bit xxh3 hash (a false duplicate needs a collision among
 //! the ids of one window: about n^2 / 2^129, below 1e-20 for a billion ids).
-//! The table is keyed by the hash's low 64 bits; the value holds the high 64
-//! bits as a check and the first-seen `ts`, so a duplicate costs one probe.
+//! Each remembered id has an entry (its hash's low 64 bits, the high 64 bits
+//! as a check, its first-seen `ts`) in a dense list, found through a
+//! [`HandleTable`] keyed by the low 64 bits: a check reads one line of the
+//! index and the entry, and a batch can start fetching both ahead
+//! ([`DedupWindow::prefetch_index`], [`DedupWindow::prefetch_entry`]).
 //! An id whose low 64 bits match another remembered id's (about n^2 / 2^65:
 //! one in 10^7 windows of a million ids) goes to a small side map keyed by
 //! all 128 bits, so the window stays exact.
 //!
 //! Expiry is a sweep, not per-event upkeep: whenever the watermark enters a
 //! new sweep period (a quarter of the window), every entry first seen
-//! before the start of that period minus the window is dropped. An entry
+//! before the start of that period minus the window is dropped (and the
+//! index rebuilt from the entries kept). An entry
 //! already outside the window but not yet swept is never reported as a
 //! duplicate, so sweep timing affects memory only: at most the events of
 //! one window and a quarter. What is held is a function of the events and
@@ -23,10 +27,9 @@
 //! window encodes exactly as the original would.
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use crate::handle_table::HandleTable;
+use crate::prefetch::prefetch;
 
 /// Buckets per window in the snapshot format: a bucket is window / 16.
 const BUCKETS_PER_WINDOW: u64 = 16;
@@ -34,41 +37,31 @@ const BUCKETS_PER_WINDOW: u64 = 16;
 /// Sweeps per window: memory holds at most 1 + 1/4 windows of ids.
 const SWEEPS_PER_WINDOW: u64 = 4;
 
-/// Hashes a key that is already a good hash by keeping its low bits.
-#[derive(Debug, Default)]
-pub struct PrehashedHasher(u64);
-
-impl Hasher for PrehashedHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
-type Prehashed = BuildHasherDefault<PrehashedHasher>;
-
 pub fn event_id_hash(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
 }
 
-/// The value of a table entry: the rest of the id and its first sighting.
+/// A remembered id and its first sighting.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
+    /// The id hash's low 64 bits: the index's key.
+    low: u64,
     /// The id hash's high 64 bits.
     check: u64,
     /// The `ts` the id was first seen at.
     ts: u64,
 }
+
+impl Seen {
+    fn id(&self) -> u128 {
+        u128::from(self.check) << 64 | u128::from(self.low)
+    }
+}
+
+/// Most ids the entries hold: the index's handles are `u32`. Ids beyond it
+/// (about 100 GiB of entries, far past any window that fits in memory) go
+/// to the side map, so the window stays exact.
+const ENTRIES_MAX: usize = u32::MAX as usize;
 
 pub struct DedupWindow {
     window_ms: u64,
@@ -77,10 +70,14 @@ pub struct DedupWindow {
     /// Watermark / `sweep_ms` at the last sweep; 0 before the first (and
     /// after a restore, so the first check sweeps).
     swept_period: u64,
-    /// Low 64 bits of the id hash -> the rest of the id, first-seen `ts`.
-    table: HashMap<u64, Seen, Prehashed>,
-    /// Ids whose low 64 bits are taken in `table` by another id -> first-seen
-    /// `ts`. An id is in `table` or here, never both.
+    /// The remembered ids, in no particular order.
+    entries: Vec<Seen>,
+    /// An id's low 64 bits -> its position in `entries`. The low bits are
+    /// unique among `entries`.
+    index: HandleTable,
+    /// Ids whose low 64 bits are taken in `entries` by another id (or, past
+    /// [`ENTRIES_MAX`], any id) -> first-seen `ts`. An id is in `entries` or
+    /// here, never both.
     overflow: BTreeMap<u128, u64>,
 }
 
@@ -101,7 +98,8 @@ impl DedupWindow {
             bucket_ms: (window_ms / BUCKETS_PER_WINDOW).max(1),
             sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
             swept_period: 0,
-            table: HashMap::default(),
+            entries: Vec::new(),
+            index: HandleTable::default(),
             overflow: BTreeMap::new(),
         }
     }
@@ -109,11 +107,51 @@ impl DedupWindow {
     /// Ids currently remembered (some may be outside the window, not yet
     /// swept).
     pub fn len(&self) -> usize {
-        self.table.len() + self.overflow.len()
+        self.entries.len() + self.overflow.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty() && self.overflow.is_empty()
+        self.entries.is_empty() && self.overflow.is_empty()
+    }
+
+    /// Starts fetching into cache, without waiting, the index line a check
+    /// of `id` reads first. A hint only.
+    pub fn prefetch_index(&self, id: u128) {
+        self.index.prefetch(id as u64);
+    }
+
+    /// Starts fetching the entry `id` most likely has (reading the index
+    /// line [`DedupWindow::prefetch_index`] fetched). A hint only.
+    pub fn prefetch_entry(&self, id: u128) {
+        if let Some(seen) = self
+            .index
+            .likely(id as u64)
+            .and_then(|at| self.entries.get(at as usize))
+        {
+            prefetch(seen);
+        }
+    }
+
+    /// Where the id with these low 64 bits has its entry, if it has one.
+    fn find(&self, low: u64) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(low, |at| entries[at as usize].low == low)
+            .map(|at| at as usize)
+    }
+
+    /// Adds an entry for an id whose low 64 bits no entry has; false (and
+    /// nothing added) if the entries are full.
+    fn push(&mut self, seen: Seen) -> bool {
+        let at = self.entries.len();
+        if at >= ENTRIES_MAX {
+            return false;
+        }
+        self.entries.push(seen);
+        let entries = &self.entries;
+        self.index
+            .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
+        true
     }
 
     /// Whether the valid event `(id, ts)` is a duplicate given the partition
@@ -125,10 +163,10 @@ impl DedupWindow {
             self.sweep(watermark);
         }
         let cutoff = watermark.saturating_sub(self.window_ms);
-        let check = (id >> 64) as u64;
-        match self.table.entry(id as u64) {
-            Entry::Occupied(mut entry) => {
-                let seen = entry.get_mut();
+        let (low, check) = (id as u64, (id >> 64) as u64);
+        match self.find(low) {
+            Some(at) => {
+                let seen = &mut self.entries[at];
                 if seen.check == check {
                     if seen.ts >= cutoff {
                         return true;
@@ -142,11 +180,12 @@ impl DedupWindow {
                     return false;
                 }
             }
-            Entry::Vacant(entry) => {
-                if self.overflow.is_empty() || !self.overflow.contains_key(&id) {
-                    if ts >= cutoff {
-                        entry.insert(Seen { check, ts });
-                    }
+            None => {
+                // A new id: an entry, if in the window (entries full: the
+                // side map below takes it).
+                if (self.overflow.is_empty() || !self.overflow.contains_key(&id))
+                    && (ts < cutoff || self.push(Seen { low, check, ts }))
+                {
                     return false;
                 }
             }
@@ -170,13 +209,23 @@ impl DedupWindow {
     }
 
     /// Forgets the ids first seen before the start of `watermark`'s sweep
-    /// period minus the window (all outside the window). The table keeps its
-    /// capacity: the next period's ids take the freed slots.
+    /// period minus the window (all outside the window), and rebuilds the
+    /// index of the entries kept. Both keep their capacity: the next
+    /// period's ids take the freed room.
     #[cold]
     fn sweep(&mut self, watermark: u64) {
         self.swept_period = watermark / self.sweep_ms;
         let cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
-        self.table.retain(|_, seen| seen.ts >= cutoff);
+        let before = self.entries.len();
+        self.entries.retain(|seen| seen.ts >= cutoff);
+        if self.entries.len() != before {
+            self.index.clear();
+            let entries = &self.entries;
+            for (at, seen) in entries.iter().enumerate() {
+                self.index
+                    .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
+            }
+        }
         if !self.overflow.is_empty() {
             self.overflow.retain(|_, ts0| *ts0 >= cutoff);
         }
@@ -192,11 +241,7 @@ impl DedupWindow {
     /// ids always give the same view, whatever the table's layout.
     pub(crate) fn entries_by_ts(&self) -> Vec<(u64, u128)> {
         let mut all: Vec<(u64, u128)> = Vec::with_capacity(self.len());
-        all.extend(
-            self.table
-                .iter()
-                .map(|(&low, seen)| (seen.ts, u128::from(seen.check) << 64 | u128::from(low))),
-        );
+        all.extend(self.entries.iter().map(|seen| (seen.ts, seen.id())));
         all.extend(self.overflow.iter().map(|(&id, &ts)| (ts, id)));
         all.sort_unstable();
         all
@@ -204,30 +249,37 @@ impl DedupWindow {
 
     /// Makes room for `additional` more remembered ids.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.table.reserve(additional);
+        self.entries.reserve(additional);
+        let entries = &self.entries;
+        self.index
+            .reserve(additional, |at| entries[at as usize].low);
     }
 
     /// Restoring a snapshot: remembers `id` as first seen at `ts`. Returns
     /// false (and changes nothing) if it is remembered at another `ts`.
     pub(crate) fn restore_first_seen(&mut self, id: u128, ts: u64) -> bool {
-        let check = (id >> 64) as u64;
-        match self.table.entry(id as u64) {
-            Entry::Occupied(entry) if entry.get().check == check => entry.get().ts == ts,
-            Entry::Occupied(_) => *self.overflow.entry(id).or_insert(ts) == ts,
-            Entry::Vacant(entry) => match self.overflow.get(&id) {
+        let (low, check) = (id as u64, (id >> 64) as u64);
+        match self.find(low) {
+            Some(at) if self.entries[at].check == check => self.entries[at].ts == ts,
+            Some(_) => *self.overflow.entry(id).or_insert(ts) == ts,
+            None => match self.overflow.get(&id) {
                 Some(&ts0) => ts0 == ts,
                 None => {
-                    entry.insert(Seen { check, ts });
+                    if !self.push(Seen { low, check, ts }) {
+                        self.overflow.insert(id, ts);
+                    }
                     true
                 }
             },
         }
     }
 
-    /// Heap bytes held: the table's allocation, and the side map's entries
-    /// (rarely any) at 64 bytes each.
+    /// Heap bytes held: the entries and the index by capacity, and the side
+    /// map's entries (rarely any) at 64 bytes each.
     pub fn heap_bytes(&self) -> usize {
-        self.table.allocation_size() + self.overflow.len() * 64
+        self.entries.capacity() * std::mem::size_of::<Seen>()
+            + self.index.heap_bytes()
+            + self.overflow.len() * 64
     }
 }
 

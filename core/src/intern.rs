@@ -7,12 +7,17 @@
 //! ids are, sits in its slot, so a lookup reads the table and then one slot;
 //! a longer id's bytes sit back to back in fixed-size arena chunks (no
 //! reallocation copies, at most one partly filled chunk) and its slot holds
-//! where. The hash table holds only the 4-byte handle; hashes are
-//! recomputed from the bytes when the table grows instead of being stored.
+//! where. The hash index ([`HandleTable`]) holds the 4-byte handle and one
+//! byte of its hash, a dozen to a cache line; full hashes are recomputed
+//! from the bytes when it grows instead of being stored. A lookup reads one
+//! line of the index and the slot.
 
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
+
+use crate::handle_table::HandleTable;
+use crate::prefetch::prefetch;
 
 use crate::id::{ID_BYTES_MAX, ids_equal};
 
@@ -57,7 +62,7 @@ pub struct Probe {
 
 #[derive(Default)]
 pub struct Interner {
-    table: HashTable<u32>,
+    table: HandleTable,
     /// Slot of each handle, in chunks of [`SLOTS_PER_CHUNK`].
     slots: Vec<Vec<Slot>>,
     len: usize,
@@ -92,8 +97,29 @@ impl Interner {
     pub fn get(&self, s: &str) -> Option<u32> {
         let hash = self.hasher.hash_one(s.as_bytes());
         self.table
-            .find(hash, |&id| ids_equal(self.bytes(id), s.as_bytes()))
-            .copied()
+            .find(hash, |id| ids_equal(self.bytes(id), s.as_bytes()))
+    }
+
+    /// Starts fetching into cache, without waiting, the index line where
+    /// `s` is or would be: the first of the two lines a lookup reads.
+    pub fn prefetch_index(&self, s: &str) {
+        self.table.prefetch(self.hasher.hash_one(s.as_bytes()));
+    }
+
+    /// Starts fetching the slot of the handle `s` most likely has (the
+    /// second line a lookup reads), reading its index line. Best called
+    /// some time after [`Interner::prefetch_index`] of the same `s`.
+    pub fn prefetch_slot(&self, s: &str) {
+        if let Some(id) = self.table.likely(self.hasher.hash_one(s.as_bytes())) {
+            let id = id as usize;
+            if let Some(slot) = self
+                .slots
+                .get(id / SLOTS_PER_CHUNK)
+                .and_then(|chunk| chunk.get(id % SLOTS_PER_CHUNK))
+            {
+                prefetch(slot);
+            }
+        }
     }
 
     /// The handle of `s`, if it was interned, with the hash that
@@ -103,8 +129,7 @@ impl Interner {
         let hash = self.hasher.hash_one(s.as_bytes());
         let handle = self
             .table
-            .find(hash, |&id| ids_equal(self.bytes(id), s.as_bytes()))
-            .copied();
+            .find(hash, |id| ids_equal(self.bytes(id), s.as_bytes()));
         Probe { hash, handle }
     }
 
@@ -160,7 +185,7 @@ impl Interner {
             hasher,
             ..
         } = self;
-        table.insert_unique(hash, id, |&other| {
+        table.insert_unique(hash, id, |other| {
             hasher.hash_one(handle_bytes(slots, chunks, other))
         });
         Ok(id)
@@ -214,14 +239,14 @@ impl Interner {
             hasher,
             ..
         } = self;
-        table.reserve(additional, |&other| {
+        table.reserve(additional, |other| {
             hasher.hash_one(handle_bytes(slots, chunks, other))
         });
     }
 
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.table.heap_bytes()
             + self.slots.iter().map(Vec::capacity).sum::<usize>() * SLOT_BYTES
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }

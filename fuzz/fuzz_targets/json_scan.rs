@@ -22,7 +22,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let theirs = serde_json::from_slice::<serde_json::Value>(&tame_numbers(data));
     let theirs_object = matches!(theirs, Ok(serde_json::Value::Object(_)));
-    assert_eq!(ours.is_ok(), theirs_object, "scanner and serde_json disagree");
+    assert_eq!(
+        ours.is_ok(),
+        theirs_object,
+        "scanner and serde_json disagree"
+    );
     if let Ok(object) = ours {
         // Reading a validated member never fails or panics.
         let _ = object.get(0);

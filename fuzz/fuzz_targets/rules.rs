@@ -23,8 +23,8 @@ use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
 use coupon_stream_core::config::CoreConfig;
-use coupon_stream_core::decision_core::{DecisionCore, Message};
 use coupon_stream_core::decision::Source;
+use coupon_stream_core::decision_core::{DecisionCore, Message};
 use coupon_stream_core::local_day::local_day;
 use coupon_stream_core::zone::Zone;
 use libfuzzer_sys::fuzz_target;
@@ -237,7 +237,11 @@ fuzz_target!(|input: Input| {
                 campaign,
                 users,
             } => {
-                let users: Vec<String> = users.iter().take(6).map(|u| format!("u{}", u % 4)).collect();
+                let users: Vec<String> = users
+                    .iter()
+                    .take(6)
+                    .map(|u| format!("u{}", u % 4))
+                    .collect();
                 if users.is_empty() {
                     continue;
                 }
@@ -316,7 +320,13 @@ fuzz_target!(|input: Input| {
         if d["outcome"] == "invalid" || d["outcome"] == "duplicate" {
             continue;
         }
-        check(&mut model, &value, &d, defaults.daily_issue_limit, defaults.timezone);
+        check(
+            &mut model,
+            &value,
+            &d,
+            defaults.daily_issue_limit,
+            defaults.timezone,
+        );
     }
 });
 
@@ -372,7 +382,11 @@ fn check(model: &mut Model, value: &[u8], d: &Value, default_daily: u64, default
                 assert!(m.issued <= m.budget, "budget {} exceeded", m.budget);
                 let held = m.held.entry(user.clone()).or_default();
                 *held += 1;
-                assert!(*held <= m.per_user, "per-user limit {} exceeded", m.per_user);
+                assert!(
+                    *held <= m.per_user,
+                    "per-user limit {} exceeded",
+                    m.per_user
+                );
                 let n = model.daily.entry((seller.clone(), day)).or_default();
                 *n += 1;
                 assert!(*n <= limit, "daily limit {limit} exceeded");
@@ -392,7 +406,10 @@ fn check(model: &mut Model, value: &[u8], d: &Value, default_daily: u64, default
             if d["duplicate"] == true {
                 assert_eq!(model.redeemed.get(&key), Some(&(order, discount)));
             } else {
-                assert!(!model.redeemed.contains_key(&key), "{coupon} accepted twice");
+                assert!(
+                    !model.redeemed.contains_key(&key),
+                    "{coupon} accepted twice"
+                );
                 let campaign = coupon.rsplit_once(':').unwrap().0.to_owned();
                 let m = model.campaigns.get_mut(&(seller, campaign)).unwrap();
                 m.spent += u128::from(discount);
@@ -405,7 +422,10 @@ fn check(model: &mut Model, value: &[u8], d: &Value, default_daily: u64, default
         "release" if d["outcome"] == "released" => {
             let coupon = e["coupon_id"].as_str().unwrap().to_owned();
             let key = (seller.clone(), coupon.clone());
-            let (order, discount) = model.redeemed.remove(&key).expect("released a redeemed coupon");
+            let (order, discount) = model
+                .redeemed
+                .remove(&key)
+                .expect("released a redeemed coupon");
             assert_eq!(e["order_id"].as_str(), Some(order.as_str()));
             assert_eq!(d["discount_cents"].as_u64(), Some(discount));
             let campaign = coupon.rsplit_once(':').unwrap().0.to_owned();

@@ -3,69 +3,11 @@
 //! (the core then decides it `too_large`) while the rest is skipped, never
 //! buffered, so memory is bounded whatever the input.
 //!
-//! [`for_each_line`] hands lines one by one from a `BufRead` (one thread);
 //! [`ChunkReader`] reads whole chunks of lines straight into a reusable
-//! buffer that worker threads can share (the pipeline).
+//! buffer that worker threads can share. Its tests check it against a
+//! plain line-by-line reader of the same rules.
 
-use std::io::{self, BufRead, Read};
-
-/// Calls `f` with each `\n`-separated line of `input`, truncated to `limit`
-/// bytes, until input ends or `f` returns false. A line that lies whole in
-/// the reader's buffer is passed without copying.
-pub fn for_each_line<R: BufRead>(
-    mut input: R,
-    limit: usize,
-    mut f: impl FnMut(&[u8]) -> bool,
-) -> io::Result<()> {
-    let mut partial: Vec<u8> = Vec::new();
-    let mut in_line = false;
-    loop {
-        let available = match input.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if available.is_empty() {
-            if in_line && !f(&partial) {
-                return Ok(());
-            }
-            return Ok(());
-        }
-        let mut consumed = 0;
-        while consumed < available.len() {
-            let rest = &available[consumed..];
-            match memchr::memchr(b'\n', rest) {
-                Some(i) => {
-                    let keep_going = if in_line {
-                        append_bounded(&mut partial, &rest[..i], limit);
-                        let go = f(&partial);
-                        partial.clear();
-                        go
-                    } else {
-                        f(&rest[..i.min(limit)])
-                    };
-                    in_line = false;
-                    consumed += i + 1;
-                    if !keep_going {
-                        input.consume(consumed);
-                        return Ok(());
-                    }
-                }
-                None => {
-                    append_bounded(&mut partial, rest, limit);
-                    in_line = true;
-                    consumed = available.len();
-                }
-            }
-        }
-        input.consume(consumed);
-    }
-}
-
-fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], limit: usize) {
-    let room = limit.saturating_sub(buf.len());
-    buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
-}
+use std::io::{self, Read};
 
 /// A run of whole input lines in one buffer, the unit the pipeline passes
 /// between threads.
@@ -206,7 +148,64 @@ impl<R: Read> ChunkReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufReader;
+    use std::io::{BufRead, BufReader};
+
+    /// The reference: calls `f` with each line of `input` (as the module
+    /// doc defines them) one by one, until input ends or `f` returns false.
+    fn for_each_line<R: BufRead>(
+        mut input: R,
+        limit: usize,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> io::Result<()> {
+        let mut partial: Vec<u8> = Vec::new();
+        let mut in_line = false;
+        loop {
+            let available = match input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if in_line && !f(&partial) {
+                    return Ok(());
+                }
+                return Ok(());
+            }
+            let mut consumed = 0;
+            while consumed < available.len() {
+                let rest = &available[consumed..];
+                match memchr::memchr(b'\n', rest) {
+                    Some(i) => {
+                        let keep_going = if in_line {
+                            append_bounded(&mut partial, &rest[..i], limit);
+                            let go = f(&partial);
+                            partial.clear();
+                            go
+                        } else {
+                            f(&rest[..i.min(limit)])
+                        };
+                        in_line = false;
+                        consumed += i + 1;
+                        if !keep_going {
+                            input.consume(consumed);
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        append_bounded(&mut partial, rest, limit);
+                        in_line = true;
+                        consumed = available.len();
+                    }
+                }
+            }
+            input.consume(consumed);
+        }
+    }
+
+    fn append_bounded(buf: &mut Vec<u8>, bytes: &[u8], limit: usize) {
+        let room = limit.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
 
     fn lines(input: &[u8], limit: usize, capacity: usize) -> Vec<Vec<u8>> {
         let mut got = Vec::new();

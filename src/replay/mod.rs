@@ -17,7 +17,6 @@ pub mod sequential;
 pub mod sharded;
 pub mod tally;
 
-pub use lines::for_each_line;
 pub use sequential::{replay, replay_on_cores};
 pub use sharded::{ReplayOptions, ReplayReport, replay_sharded};
 pub use tally::{ReplayError, ReplayTally};

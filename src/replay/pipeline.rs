@@ -16,6 +16,7 @@
 //! recycled rather than reallocated.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -296,23 +297,35 @@ impl Worker {
             d.out.clear();
             d.ends.clear();
             let started = Instant::now();
-            for (i, &p) in split.partitions.iter().enumerate() {
-                let p = p as usize;
-                if p % self.threads != self.index {
-                    continue;
-                }
-                let message = Message {
-                    value: split.chunk.line(i),
-                    source: Source {
-                        partition: p as i32,
-                        offset: (split.first_line + i as u64) as i64,
-                    },
-                    key_check: None,
-                };
-                let verdict = self.cores[p / self.threads].process(&message, &mut d.out);
-                d.out.push(b'\n');
-                d.ends.push(d.out.len());
-                tally.record(&verdict);
+            // This worker's lines, in input order, with their core.
+            let mine: Vec<(usize, Message<'_>)> = split
+                .partitions
+                .iter()
+                .enumerate()
+                .filter(|&(_, &p)| p as usize % self.threads == self.index)
+                .map(|(i, &p)| {
+                    let message = Message {
+                        value: split.chunk.line(i),
+                        source: Source {
+                            partition: p as i32,
+                            offset: (split.first_line + i as u64) as i64,
+                        },
+                        key_check: None,
+                    };
+                    (p as usize / self.threads, message)
+                })
+                .collect();
+            // Each run of lines of one core is decided as a batch.
+            for run in mine.chunk_by(|a, b| a.0 == b.0) {
+                let messages: Vec<Message<'_>> = run.iter().map(|&(_, m)| m).collect();
+                let decided: Result<(), Infallible> =
+                    self.cores[run[0].0].process_batch(&messages, &mut d.out, |_, verdict, out| {
+                        out.push(b'\n');
+                        d.ends.push(out.len());
+                        tally.record(&verdict);
+                        Ok(())
+                    });
+                let Ok(()) = decided;
             }
             decide += started.elapsed();
             // Before sending, so the reader can reuse the chunk's buffers.

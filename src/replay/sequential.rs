@@ -6,13 +6,14 @@
 //! partition then have gaps, as Kafka offsets may). This is the reference
 //! the threaded pipeline ([`super::pipeline`]) must match byte for byte.
 
+use std::convert::Infallible;
 use std::io::{BufRead, Write};
 
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, Message};
 
 use super::key::partition_of;
-use super::lines::for_each_line;
+use super::lines::{Chunk, ChunkReader};
 use super::tally::{ReplayError, ReplayTally};
 
 /// `cores` as a partition count.
@@ -42,7 +43,9 @@ pub fn replay<R: BufRead, W: Write>(
 
 /// Replays every line of `input` through `cores[p]`, `p` the line's
 /// partition among `cores.len()` partitions, writing decisions to
-/// `output` in input order, and flushes it.
+/// `output` in input order, and flushes it. Input is read a chunk of lines
+/// at a time, and each run of lines of one partition is decided with
+/// [`DecisionCore::process_batch`], which overlaps the run's cache misses.
 ///
 /// # Panics
 /// If `cores` is empty or holds more than `i32::MAX` cores (Kafka's
@@ -55,36 +58,40 @@ pub fn replay_on_cores<R: BufRead, W: Write>(
     let partitions = partition_count(cores.len());
     let mut tally = ReplayTally::default();
     let mut out = Vec::with_capacity(OUTPUT_BLOCK_BYTES + 64 * 1024);
-    let mut write_error = None;
     // Every core has the same configuration.
     let limit = cores[0].config().max_event_bytes + 1;
-    for_each_line(input, limit, |value| {
-        let partition = partition_of(value, partitions);
-        let message = Message {
-            value,
-            source: Source {
-                partition: partition as i32,
-                offset: tally.messages as i64,
-            },
-            key_check: None,
-        };
-        let verdict = cores[partition as usize].process(&message, &mut out);
-        out.push(b'\n');
-        tally.record(&verdict);
-        if out.len() >= OUTPUT_BLOCK_BYTES {
-            if let Err(e) = output.write_all(&out) {
-                write_error = Some(e);
-                return false;
+    let mut reader = ChunkReader::new(input, limit, CHUNK_BYTES);
+    let mut chunk = Chunk::default();
+    while reader.next_chunk(&mut chunk).map_err(ReplayError::Read)? {
+        let first = tally.messages;
+        let messages: Vec<Message<'_>> =
+            Vec::from_iter(chunk.lines().enumerate().map(|(i, value)| Message {
+                value,
+                source: Source {
+                    partition: partition_of(value, partitions) as i32,
+                    offset: (first + i as u64) as i64,
+                },
+                key_check: None,
+            }));
+        for run in messages.chunk_by(|a, b| a.source.partition == b.source.partition) {
+            let core = &mut cores[run[0].source.partition as usize];
+            let decided: Result<(), Infallible> =
+                core.process_batch(run, &mut out, |_, verdict, out| {
+                    out.push(b'\n');
+                    tally.record(&verdict);
+                    Ok(())
+                });
+            let Ok(()) = decided;
+            if out.len() >= OUTPUT_BLOCK_BYTES {
+                output.write_all(&out).map_err(ReplayError::Write)?;
+                out.clear();
             }
-            out.clear();
         }
-        true
-    })
-    .map_err(ReplayError::Read)?;
-    if let Some(e) = write_error {
-        return Err(ReplayError::Write(e));
     }
     output.write_all(&out).map_err(ReplayError::Write)?;
     output.flush().map_err(ReplayError::Write)?;
     Ok(tally)
 }
+
+/// Input is read in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 1 << 20;

@@ -25,12 +25,24 @@ use crate::event::{
 use crate::id::{IdKey, StoredId, stored_id_heap_bytes};
 use crate::intern::Interner;
 use crate::local_day::day_ended_by;
+use crate::prefetch::prefetch;
 use crate::reason::{Outcome, Rejection};
 use crate::state::campaign::Campaign;
 use crate::state::coupon_id::parse_coupon_id;
 use crate::state::coupon_ledger::{Coupon, Redemption};
 use crate::state::retention::RetentionIndex;
 use crate::state::seller::{Seller, SellerSettings};
+
+/// The stages of [`PartitionState::prefetch`], in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefetchStage {
+    /// The user and order ids' index lines; the seller's campaigns.
+    First,
+    /// The ids' slots; the campaign's coupon ledger.
+    Second,
+    /// The coupon a redeem or release names.
+    Third,
+}
 
 /// One recipient's result in an `issue` decision, in request order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +221,74 @@ impl PartitionState {
             Body::Issue(request) => self.issue(&event.seller_id, event.ts, request),
             Body::Redeem(request) => self.redeem(&event.seller_id, event.ts, request),
             Body::Release(request) => self.release(&event.seller_id, request),
+        }
+    }
+
+    /// Starts fetching into cache, without waiting, what applying `event`
+    /// will read at `stage` of its lookups: each stage reads what the
+    /// stage before fetched and fetches the next level. A hint only: the
+    /// state and every ruling stay as they are. `DecisionCore::process_batch`
+    /// runs each stage over a whole batch before the next, so the fetches
+    /// of many events overlap.
+    pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage) {
+        let (campaign_id, serial) = match &event.body {
+            Body::Issue(request) => (Some(&*request.campaign_id), None),
+            Body::Redeem(request) => match parse_coupon_id(&request.coupon_id) {
+                Some((campaign, serial)) => (Some(campaign), Some(serial)),
+                None => (None, None),
+            },
+            Body::Release(request) => match parse_coupon_id(&request.coupon_id) {
+                Some((campaign, serial)) => (Some(campaign), Some(serial)),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        match stage {
+            PrefetchStage::First => {
+                match &event.body {
+                    Body::Issue(request) => request
+                        .user_ids
+                        .iter()
+                        .for_each(|user| self.users.prefetch_index(user)),
+                    Body::Redeem(request) => {
+                        self.users.prefetch_index(&request.user_id);
+                        self.orders.prefetch_index(&request.order_id);
+                    }
+                    Body::Release(request) => self.orders.prefetch_index(&request.order_id),
+                    _ => {}
+                }
+                if campaign_id.is_some()
+                    && let Some(seller) = self.sellers.get(&IdKey(&event.seller_id))
+                {
+                    prefetch(&seller.campaigns);
+                }
+            }
+            PrefetchStage::Second => {
+                match &event.body {
+                    Body::Issue(request) => request
+                        .user_ids
+                        .iter()
+                        .for_each(|user| self.users.prefetch_slot(user)),
+                    Body::Redeem(request) => {
+                        self.users.prefetch_slot(&request.user_id);
+                        self.orders.prefetch_slot(&request.order_id);
+                    }
+                    Body::Release(request) => self.orders.prefetch_slot(&request.order_id),
+                    _ => {}
+                }
+                if let Some(campaign) =
+                    campaign_id.and_then(|id| self.campaign(&event.seller_id, id))
+                {
+                    prefetch(&campaign.coupons);
+                }
+            }
+            PrefetchStage::Third => {
+                if let Some(coupon) = campaign_id.zip(serial).and_then(|(id, serial)| {
+                    self.campaign(&event.seller_id, id)?.coupons.get(serial)
+                }) {
+                    prefetch(coupon);
+                }
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::partition::Active;
 use crate::kafka::sink::{DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX};
 use coupon_stream_core::decision::Source;
-use coupon_stream_core::decision_core::{KeyCheck, Message};
+use coupon_stream_core::decision_core::{KeyCheck, Message, Verdict};
 use coupon_stream_core::reason::{Outcome, Reason};
 
 /// Fewest messages a batch needs before its partitions are decided in
@@ -136,7 +136,13 @@ fn decide_partition(
     inputs: &[Input<'_>],
     env: &BatchEnv<'_>,
 ) -> Result<RunSummary, ProcessorError> {
-    let mut summary = RunSummary::default();
+    // Which inputs to decide. Offsets taken strictly increase (each must
+    // be at or past the one after the last taken), so those acknowledged
+    // before the restored snapshot, all below `skip_below`, come before
+    // every input decided and are recorded here at once.
+    let mut to_decide: Vec<(&Input<'_>, Message<'_>)> = Vec::with_capacity(inputs.len());
+    let mut next = state.next_offset();
+    let mut out_of_range = None;
     for input in inputs {
         let offset = input.offset;
         // Polled before this partition was (re)assigned or rewound: the
@@ -144,12 +150,14 @@ fn decide_partition(
         if state.epoch > input.epoch {
             continue;
         }
-        if state.next_offset().is_some_and(|next| offset < next) {
+        if next.is_some_and(|next| offset < next) {
             continue;
         }
         if !(0..=PARTITION_MAX).contains(&partition) || !(0..=OFFSET_MAX).contains(&offset) {
-            return Err(ProcessorError::OutOfRange(partition, offset));
+            out_of_range = Some(ProcessorError::OutOfRange(partition, offset));
+            break;
         }
+        next = Some(offset + 1);
         if offset < state.skip_below {
             // Decided and acknowledged before the restored snapshot.
             state
@@ -158,45 +166,69 @@ fn decide_partition(
                 .record(offset, 0);
             continue;
         }
-        let (records, verdict) = decide_one(state, partition, input, env)?;
-        state.tally.record(&verdict, env.now_ms);
-        state
-            .tracker
-            .get_or_insert_with(|| OffsetTracker::new(offset))
-            .record(offset, records);
-        summary.messages += 1;
-        summary.coupons_issued += verdict.coupons_issued as u64;
-        if verdict.outcome == Outcome::Invalid {
-            summary.invalid += 1;
-        }
+        to_decide.push((
+            input,
+            Message {
+                value: input.value,
+                source: Source { partition, offset },
+                key_check: Some(KeyCheck {
+                    key: input.key,
+                    partition_count: env.partition_count,
+                }),
+            },
+        ));
     }
-    Ok(summary)
+    let messages: Vec<Message<'_>> = to_decide.iter().map(|(_, m)| *m).collect();
+    let mut summary = RunSummary::default();
+    let Active {
+        core,
+        out,
+        tally,
+        tracker,
+        ..
+    } = state;
+    out.clear();
+    core.process_batch(
+        &messages,
+        out,
+        |i, verdict, out| -> Result<(), ProcessorError> {
+            let input = to_decide[i].0;
+            let records = send_records(partition, input, &verdict, out, env)?;
+            out.clear();
+            tally.record(&verdict, env.now_ms);
+            if records == 2 {
+                tally.record_dead_letter();
+            }
+            tracker
+                .get_or_insert_with(|| OffsetTracker::new(input.offset))
+                .record(input.offset, records);
+            summary.messages += 1;
+            summary.coupons_issued += verdict.coupons_issued as u64;
+            if verdict.outcome == Outcome::Invalid {
+                summary.invalid += 1;
+            }
+            Ok(())
+        },
+    )?;
+    match out_of_range {
+        Some(error) => Err(error),
+        None => Ok(summary),
+    }
 }
 
-/// Decides one message and enqueues its records; returns how many.
-fn decide_one(
-    state: &mut Active,
+/// Enqueues the decision in `decision` of `input`, and its dead letter if
+/// it was invalid; returns how many records.
+fn send_records(
     partition: i32,
     input: &Input<'_>,
+    verdict: &Verdict,
+    decision: &[u8],
     env: &BatchEnv<'_>,
-) -> Result<(u8, coupon_stream_core::decision_core::Verdict), ProcessorError> {
+) -> Result<u8, ProcessorError> {
     let offset = input.offset;
-    state.out.clear();
-    let verdict = state.core.process(
-        &Message {
-            value: input.value,
-            source: Source { partition, offset },
-            key_check: Some(KeyCheck {
-                key: input.key,
-                partition_count: env.partition_count,
-            }),
-        },
-        &mut state.out,
-    );
     env.sink
-        .send_decision(partition, offset, input.key, input.timestamp, &state.out)
+        .send_decision(partition, offset, input.key, input.timestamp, decision)
         .map_err(ProcessorError::Produce)?;
-    let mut records = 1;
     if let (Outcome::Invalid, Some(Reason::Invalid(reason))) = (verdict.outcome, verdict.reason) {
         env.sink
             .send_dead_letter(&DeadLetter {
@@ -209,8 +241,7 @@ fn decide_one(
                 reason: reason.as_str(),
             })
             .map_err(ProcessorError::Produce)?;
-        records = 2;
-        state.tally.record_dead_letter();
+        return Ok(2);
     }
-    Ok((records, verdict))
+    Ok(1)
 }
