@@ -18,8 +18,10 @@
 //!
 //! Expiry is a sweep, not per-event upkeep: whenever the watermark enters a
 //! new sweep period (a quarter of the window), every entry first seen
-//! before the start of that period minus the window is dropped (and the
-//! index rebuilt from the entries kept). An entry
+//! before the start of that period minus the window is dropped: its entry
+//! is freed for a later id, and the index, whose handles to freed entries
+//! are then stale (a lookup confirms the entry it reaches), is rebuilt
+//! from the entries in use once stale handles outnumber live ones. An entry
 //! already outside the window but not yet swept is never reported as a
 //! duplicate, so sweep timing affects memory only: at most the events of
 //! one window and a quarter. What is held is a function of the events and
@@ -58,6 +60,9 @@ impl Seen {
     }
 }
 
+/// The `ts` of a free entry (a valid `ts` is at most 2^53-1).
+const FREE: u64 = u64::MAX;
+
 /// Most ids the entries hold: the index's handles are `u32`. Ids beyond it
 /// (about 100 GiB of entries, far past any window that fits in memory) go
 /// to the side map, so the window stays exact.
@@ -70,10 +75,16 @@ pub struct DedupWindow {
     /// Watermark / `sweep_ms` at the last sweep; 0 before the first (and
     /// after a restore, so the first check sweeps).
     swept_period: u64,
-    /// The remembered ids, in no particular order.
+    /// The remembered ids, in no particular order, and free entries
+    /// (`ts` [`FREE`]) that the next new ids take.
     entries: Vec<Seen>,
+    /// Positions of the free entries.
+    free: Vec<u32>,
     /// An id's low 64 bits -> its position in `entries`. The low bits are
-    /// unique among `entries`.
+    /// unique among the entries in use. Handles left by swept ids (to free
+    /// entries, or to entries since taken by other ids) are stale: a lookup
+    /// confirms the entry, and the index is rebuilt once stale handles
+    /// outnumber live ones, not at every sweep.
     index: HandleTable,
     /// Ids whose low 64 bits are taken in `entries` by another id (or, past
     /// [`ENTRIES_MAX`], any id) -> first-seen `ts`. An id is in `entries` or
@@ -99,6 +110,7 @@ impl DedupWindow {
             sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
             swept_period: 0,
             entries: Vec::new(),
+            free: Vec::new(),
             index: HandleTable::default(),
             overflow: BTreeMap::new(),
         }
@@ -107,11 +119,11 @@ impl DedupWindow {
     /// Ids currently remembered (some may be outside the window, not yet
     /// swept).
     pub fn len(&self) -> usize {
-        self.entries.len() + self.overflow.len()
+        self.entries.len() - self.free.len() + self.overflow.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.overflow.is_empty()
+        self.len() == 0
     }
 
     /// Starts fetching into cache, without waiting, the index line a check
@@ -136,21 +148,31 @@ impl DedupWindow {
     fn find(&self, low: u64) -> Option<usize> {
         let entries = &self.entries;
         self.index
-            .find(low, |at| entries[at as usize].low == low)
+            .find(low, |at| {
+                let seen = &entries[at as usize];
+                seen.low == low && seen.ts != FREE
+            })
             .map(|at| at as usize)
     }
 
-    /// Adds an entry for an id whose low 64 bits no entry has; false (and
-    /// nothing added) if the entries are full.
+    /// Adds an entry for an id whose low 64 bits no entry in use has;
+    /// false (and nothing added) if the entries are full.
     fn push(&mut self, seen: Seen) -> bool {
-        let at = self.entries.len();
-        if at >= ENTRIES_MAX {
-            return false;
-        }
-        self.entries.push(seen);
+        debug_assert!(seen.ts != FREE);
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.entries[at as usize] = seen;
+                at
+            }
+            None if self.entries.len() < ENTRIES_MAX => {
+                self.entries.push(seen);
+                (self.entries.len() - 1) as u32
+            }
+            None => return false,
+        };
         let entries = &self.entries;
         self.index
-            .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
+            .insert_unique(seen.low, at, |at| entries[at as usize].low);
         true
     }
 
@@ -216,14 +238,21 @@ impl DedupWindow {
     fn sweep(&mut self, watermark: u64) {
         self.swept_period = watermark / self.sweep_ms;
         let cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
-        let before = self.entries.len();
-        self.entries.retain(|seen| seen.ts >= cutoff);
-        if self.entries.len() != before {
+        for (at, seen) in self.entries.iter_mut().enumerate() {
+            if seen.ts < cutoff {
+                seen.ts = FREE;
+                self.free.push(at as u32);
+            }
+        }
+        let live = self.entries.len() - self.free.len();
+        if self.index.len() - live > live {
             self.index.clear();
             let entries = &self.entries;
             for (at, seen) in entries.iter().enumerate() {
-                self.index
-                    .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
+                if seen.ts != FREE {
+                    self.index
+                        .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
+                }
             }
         }
         if !self.overflow.is_empty() {
@@ -241,7 +270,12 @@ impl DedupWindow {
     /// ids always give the same view, whatever the table's layout.
     pub(crate) fn entries_by_ts(&self) -> Vec<(u64, u128)> {
         let mut all: Vec<(u64, u128)> = Vec::with_capacity(self.len());
-        all.extend(self.entries.iter().map(|seen| (seen.ts, seen.id())));
+        all.extend(
+            self.entries
+                .iter()
+                .filter(|seen| seen.ts != FREE)
+                .map(|seen| (seen.ts, seen.id())),
+        );
         all.extend(self.overflow.iter().map(|(&id, &ts)| (ts, id)));
         all.sort_unstable();
         all
@@ -256,8 +290,12 @@ impl DedupWindow {
     }
 
     /// Restoring a snapshot: remembers `id` as first seen at `ts`. Returns
-    /// false (and changes nothing) if it is remembered at another `ts`.
+    /// false (and changes nothing) if it is remembered at another `ts`, or
+    /// if `ts` is no valid `ts`.
     pub(crate) fn restore_first_seen(&mut self, id: u128, ts: u64) -> bool {
+        if ts == FREE {
+            return false;
+        }
         let (low, check) = (id as u64, (id >> 64) as u64);
         match self.find(low) {
             Some(at) if self.entries[at].check == check => self.entries[at].ts == ts,
@@ -278,6 +316,7 @@ impl DedupWindow {
     /// map's entries (rarely any) at 64 bytes each.
     pub fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Seen>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
             + self.index.heap_bytes()
             + self.overflow.len() * 64
     }
@@ -311,6 +350,29 @@ mod tests {
             "{}",
             d.len()
         );
+    }
+
+    #[test]
+    fn swept_ids_free_their_entries_and_stale_handles_stay_bounded() {
+        let mut d = DedupWindow::new(1000);
+        for ts in 0..50_000u64 {
+            let id = event_id_hash(&ts.to_string());
+            assert!(!d.check_and_remember(id, ts, ts));
+            let live = d.entries.len() - d.free.len();
+            // Entries are reused: never more than the most ever held at once.
+            assert!(d.entries.len() <= 1000 + 1000 / SWEEPS_PER_WINDOW as usize + 1);
+            // Rebuilt once stale handles outnumber live ones.
+            assert!(d.index.len() <= 2 * live + 1000 / SWEEPS_PER_WINDOW as usize + 1);
+        }
+        // An id swept long ago is new again, and then a duplicate.
+        let old = event_id_hash("7");
+        assert!(!d.check_and_remember(old, 50_000, 50_000));
+        assert!(d.check_and_remember(old, 50_000, 50_000));
+        // Every id in the window is still found.
+        for ts in 49_000..50_000u64 {
+            assert!(d.check_and_remember(event_id_hash(&ts.to_string()), 50_000, 50_000));
+        }
+        assert!(!d.restore_first_seen(event_id_hash("x"), FREE));
     }
 
     #[test]
