@@ -17,7 +17,7 @@
 //! all 128 bits, so the window stays exact.
 //!
 //! Expiry is a sweep, not per-event upkeep: whenever the watermark enters a
-//! new sweep period (a quarter of the window), every entry first seen
+//! new sweep period (a quarter of the window), every id first seen
 //! before the start of that period minus the window is dropped: its entry
 //! is freed for a later id, and the index, whose handles to freed entries
 //! are then stale (a lookup confirms the entry it reaches), is rebuilt
