@@ -153,21 +153,27 @@ impl DecisionCore {
         mut decided: impl FnMut(usize, Verdict, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut first = 0;
-        let mut decoded: Vec<Decoded<'_>> = Vec::with_capacity(BATCH_MAX.min(messages.len()));
+        // Reused for every group: a batch allocates nothing.
+        let mut decoded: [Option<Decoded<'_>>; BATCH_MAX] = [const { None }; BATCH_MAX];
         for group in messages.chunks(BATCH_MAX) {
-            decoded.extend(group.iter().map(|m| self.decode(m)));
-            for (event, id) in decoded.iter().flatten() {
+            let ahead = &mut decoded[..group.len()];
+            for (slot, message) in ahead.iter_mut().zip(group) {
+                *slot = Some(self.decode(message));
+            }
+            for (event, id) in ahead.iter().flatten().flatten() {
                 self.dedup.prefetch_index(*id);
                 self.state.prefetch(event, PrefetchStage::First);
             }
-            for (event, id) in decoded.iter().flatten() {
+            for (event, id) in ahead.iter().flatten().flatten() {
                 self.dedup.prefetch_entry(*id);
                 self.state.prefetch(event, PrefetchStage::Second);
             }
-            for (event, _) in decoded.iter().flatten() {
+            for (event, _) in ahead.iter().flatten().flatten() {
                 self.state.prefetch(event, PrefetchStage::Third);
             }
-            for (i, (message, decoded)) in group.iter().zip(decoded.drain(..)).enumerate() {
+            for (i, (message, slot)) in group.iter().zip(ahead.iter_mut()).enumerate() {
+                // Always filled above; decoding again would give the same.
+                let decoded = slot.take().unwrap_or_else(|| self.decode(message));
                 let verdict = self.decide(message.source, decoded, out);
                 decided(first + i, verdict, out)?;
             }
@@ -809,7 +815,7 @@ mod tests {
         /// Generated events (with duplicates and invalid values) as
         /// messages of partition 0.
         fn values(seed: u64, n: usize) -> Vec<Vec<u8>> {
-            let mut workload = Workload::new(WorkloadConfig {
+            Workload::new(WorkloadConfig {
                 profile: if seed.is_multiple_of(2) {
                     Profile::Steady
                 } else {
@@ -820,14 +826,8 @@ mod tests {
                 seed,
                 duplicate_fraction: 0.1,
                 invalid_fraction: 0.05,
-            });
-            (0..n)
-                .map(|_| {
-                    let mut value = Vec::new();
-                    workload.next_into(&mut value);
-                    value
-                })
-                .collect()
+            })
+            .values(n)
         }
 
         fn messages(values: &[Vec<u8>]) -> Vec<Message<'_>> {

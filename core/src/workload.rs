@@ -196,6 +196,18 @@ impl Workload {
         &self.sellers[seller].id
     }
 
+    /// The next `n` events' values, for tests.
+    #[cfg(test)]
+    pub(crate) fn values(&mut self, n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let mut value = Vec::new();
+                self.next_into(&mut value);
+                value
+            })
+            .collect()
+    }
+
     /// Writes the next event's value into `value` (cleared first) and returns
     /// the index of its seller, whose id is the message key.
     pub fn next_into(&mut self, value: &mut Vec<u8>) -> usize {

@@ -297,35 +297,41 @@ impl Worker {
             d.out.clear();
             d.ends.clear();
             let started = Instant::now();
-            // This worker's lines, in input order, with their core.
-            let mine: Vec<(usize, Message<'_>)> = split
-                .partitions
-                .iter()
-                .enumerate()
-                .filter(|&(_, &p)| p as usize % self.threads == self.index)
-                .map(|(i, &p)| {
-                    let message = Message {
-                        value: split.chunk.line(i),
-                        source: Source {
-                            partition: p as i32,
-                            offset: (split.first_line + i as u64) as i64,
-                        },
-                        key_check: None,
-                    };
-                    (p as usize / self.threads, message)
-                })
-                .collect();
+            // This worker's lines, in input order, and the core of each.
+            let mut messages: Vec<Message<'_>> = Vec::new();
+            let mut cores: Vec<usize> = Vec::new();
+            for (i, &p) in split.partitions.iter().enumerate() {
+                let p = p as usize;
+                if p % self.threads != self.index {
+                    continue;
+                }
+                messages.push(Message {
+                    value: split.chunk.line(i),
+                    source: Source {
+                        partition: p as i32,
+                        offset: (split.first_line + i as u64) as i64,
+                    },
+                    key_check: None,
+                });
+                cores.push(p / self.threads);
+            }
             // Each run of lines of one core is decided as a batch.
-            for run in mine.chunk_by(|a, b| a.0 == b.0) {
-                let messages: Vec<Message<'_>> = run.iter().map(|&(_, m)| m).collect();
-                let decided: Result<(), Infallible> =
-                    self.cores[run[0].0].process_batch(&messages, &mut d.out, |_, verdict, out| {
+            let mut start = 0;
+            while start < messages.len() {
+                let core = cores[start];
+                let end = start + cores[start..].iter().take_while(|&&c| c == core).count();
+                let decided: Result<(), Infallible> = self.cores[core].process_batch(
+                    &messages[start..end],
+                    &mut d.out,
+                    |_, verdict, out| {
                         out.push(b'\n');
                         d.ends.push(out.len());
                         tally.record(&verdict);
                         Ok(())
-                    });
+                    },
+                );
                 let Ok(()) = decided;
+                start = end;
             }
             decide += started.elapsed();
             // Before sending, so the reader can reuse the chunk's buffers.

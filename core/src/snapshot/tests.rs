@@ -109,14 +109,7 @@ fn check_continuation(
 }
 
 fn workload_values(config: WorkloadConfig, n: usize) -> Vec<Vec<u8>> {
-    let mut workload = Workload::new(config);
-    (0..n)
-        .map(|_| {
-            let mut value = Vec::new();
-            workload.next_into(&mut value);
-            value
-        })
-        .collect()
+    Workload::new(config).values(n)
 }
 
 /// Small random traffic: 2 sellers, 2 campaigns, 4 users and orders,

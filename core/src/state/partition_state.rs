@@ -231,64 +231,51 @@ impl PartitionState {
     /// runs each stage over a whole batch before the next, so the fetches
     /// of many events overlap.
     pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage) {
-        let (campaign_id, serial) = match &event.body {
-            Body::Issue(request) => (Some(&*request.campaign_id), None),
-            Body::Redeem(request) => match parse_coupon_id(&request.coupon_id) {
-                Some((campaign, serial)) => (Some(campaign), Some(serial)),
-                None => (None, None),
-            },
-            Body::Release(request) => match parse_coupon_id(&request.coupon_id) {
-                Some((campaign, serial)) => (Some(campaign), Some(serial)),
-                None => (None, None),
-            },
-            _ => (None, None),
-        };
         match stage {
             PrefetchStage::First => {
-                match &event.body {
-                    Body::Issue(request) => request
-                        .user_ids
-                        .iter()
-                        .for_each(|user| self.users.prefetch_index(user)),
-                    Body::Redeem(request) => {
-                        self.users.prefetch_index(&request.user_id);
-                        self.orders.prefetch_index(&request.order_id);
-                    }
-                    Body::Release(request) => self.orders.prefetch_index(&request.order_id),
-                    _ => {}
-                }
-                if campaign_id.is_some()
-                    && let Some(seller) = self.sellers.get(&IdKey(&event.seller_id))
-                {
+                self.for_each_id(event, Interner::prefetch_index);
+                let names_campaign = matches!(
+                    event.body,
+                    Body::Issue(_) | Body::Redeem(_) | Body::Release(_)
+                );
+                if names_campaign && let Some(seller) = self.sellers.get(&IdKey(&event.seller_id)) {
                     prefetch(&seller.campaigns);
                 }
             }
             PrefetchStage::Second => {
-                match &event.body {
-                    Body::Issue(request) => request
-                        .user_ids
-                        .iter()
-                        .for_each(|user| self.users.prefetch_slot(user)),
-                    Body::Redeem(request) => {
-                        self.users.prefetch_slot(&request.user_id);
-                        self.orders.prefetch_slot(&request.order_id);
-                    }
-                    Body::Release(request) => self.orders.prefetch_slot(&request.order_id),
-                    _ => {}
-                }
-                if let Some(campaign) =
-                    campaign_id.and_then(|id| self.campaign(&event.seller_id, id))
+                self.for_each_id(event, Interner::prefetch_slot);
+                if let Some(campaign) = named_campaign(event)
+                    .and_then(|(campaign_id, _)| self.campaign(&event.seller_id, campaign_id))
                 {
                     prefetch(&campaign.coupons);
                 }
             }
             PrefetchStage::Third => {
-                if let Some(coupon) = campaign_id.zip(serial).and_then(|(id, serial)| {
-                    self.campaign(&event.seller_id, id)?.coupons.get(serial)
-                }) {
+                if let Some((campaign_id, Some(serial))) = named_campaign(event)
+                    && let Some(coupon) = self
+                        .campaign(&event.seller_id, campaign_id)
+                        .and_then(|campaign| campaign.coupons.get(serial))
+                {
                     prefetch(coupon);
                 }
             }
+        }
+    }
+
+    /// Calls `f` with the interner and each user or order id that applying
+    /// `event` looks up in it.
+    fn for_each_id(&self, event: &Event<'_>, f: impl Fn(&Interner, &str)) {
+        match &event.body {
+            Body::Issue(request) => request
+                .user_ids
+                .iter()
+                .for_each(|user| f(&self.users, user)),
+            Body::Redeem(request) => {
+                f(&self.users, &request.user_id);
+                f(&self.orders, &request.order_id);
+            }
+            Body::Release(request) => f(&self.orders, &request.order_id),
+            Body::Seller(_) | Body::Campaign(_) => {}
         }
     }
 
@@ -587,6 +574,19 @@ impl PartitionState {
 /// The campaign, serial and coupon that `coupon_id` names among
 /// `seller_id`'s campaigns, if that coupon was issued and is still held:
 /// the lookup every redeem and release starts with.
+/// The campaign `event` names, and the serial of the coupon it names (a
+/// redeem or release whose coupon id parses).
+fn named_campaign<'e>(event: &'e Event<'_>) -> Option<(&'e str, Option<u64>)> {
+    match &event.body {
+        Body::Issue(request) => Some((&request.campaign_id, None)),
+        Body::Redeem(RedeemRequest { coupon_id, .. })
+        | Body::Release(ReleaseRequest { coupon_id, .. }) => {
+            parse_coupon_id(coupon_id).map(|(campaign_id, serial)| (campaign_id, Some(serial)))
+        }
+        Body::Seller(_) | Body::Campaign(_) => None,
+    }
+}
+
 fn issued_coupon<'s>(
     sellers: &'s mut HashMap<StoredId, Box<Seller>>,
     seller_id: &str,

@@ -140,7 +140,8 @@ fn decide_partition(
     // be at or past the one after the last taken), so those acknowledged
     // before the restored snapshot, all below `skip_below`, come before
     // every input decided and are recorded here at once.
-    let mut to_decide: Vec<(&Input<'_>, Message<'_>)> = Vec::with_capacity(inputs.len());
+    let mut taken: Vec<&Input<'_>> = Vec::with_capacity(inputs.len());
+    let mut messages: Vec<Message<'_>> = Vec::with_capacity(inputs.len());
     let mut next = state.next_offset();
     let mut out_of_range = None;
     for input in inputs {
@@ -166,19 +167,16 @@ fn decide_partition(
                 .record(offset, 0);
             continue;
         }
-        to_decide.push((
-            input,
-            Message {
-                value: input.value,
-                source: Source { partition, offset },
-                key_check: Some(KeyCheck {
-                    key: input.key,
-                    partition_count: env.partition_count,
-                }),
-            },
-        ));
+        taken.push(input);
+        messages.push(Message {
+            value: input.value,
+            source: Source { partition, offset },
+            key_check: Some(KeyCheck {
+                key: input.key,
+                partition_count: env.partition_count,
+            }),
+        });
     }
-    let messages: Vec<Message<'_>> = to_decide.iter().map(|(_, m)| *m).collect();
     let mut summary = RunSummary::default();
     let Active {
         core,
@@ -192,7 +190,7 @@ fn decide_partition(
         &messages,
         out,
         |i, verdict, out| -> Result<(), ProcessorError> {
-            let input = to_decide[i].0;
+            let input = taken[i];
             let records = send_records(partition, input, &verdict, out, env)?;
             out.clear();
             tally.record(&verdict, env.now_ms);
