@@ -7,7 +7,7 @@
 //! the threaded pipeline ([`super::pipeline`]) must match byte for byte.
 
 use std::convert::Infallible;
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, Message};
@@ -33,7 +33,7 @@ pub(super) const OUTPUT_BLOCK_BYTES: usize = 1 << 20;
 
 /// Replays every line of `input` through `core` (one partition, 0),
 /// writing decisions to `output`, and flushes it.
-pub fn replay<R: BufRead, W: Write>(
+pub fn replay<R: Read, W: Write>(
     core: &mut DecisionCore,
     input: R,
     output: W,
@@ -50,7 +50,7 @@ pub fn replay<R: BufRead, W: Write>(
 /// # Panics
 /// If `cores` is empty or holds more than `i32::MAX` cores (Kafka's
 /// partition numbers are `i32`).
-pub fn replay_on_cores<R: BufRead, W: Write>(
+pub fn replay_on_cores<R: Read, W: Write>(
     cores: &mut [DecisionCore],
     input: R,
     mut output: W,

@@ -1,7 +1,7 @@
 //! [`replay_sharded`]: replay sharded the way Kafka shards, on one thread
 //! or several, with the same output either way.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision_core::DecisionCore;
@@ -70,7 +70,6 @@ pub fn replay_sharded<R: Read, W: Write>(
         .map(|_| DecisionCore::new(config))
         .collect();
     let (cores, tally, stages) = if threads <= 1 {
-        let input = BufReader::with_capacity(1 << 20, input);
         let tally = replay_on_cores(&mut cores, input, output)?;
         (cores, tally, None)
     } else {
