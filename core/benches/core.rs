@@ -108,7 +108,7 @@ fn benches(c: &mut Criterion) {
         let mut state = PartitionState::new(CoreConfig::default().seller_defaults);
         for v in warmup {
             if let Ok(e) = decode(v, 65_536) {
-                state.apply(&e);
+                state.apply(&e, &Default::default());
             }
         }
         let events: Vec<_> = measured
@@ -118,7 +118,7 @@ fn benches(c: &mut Criterion) {
         let mut next = 0;
         b.iter(|| {
             for _ in 0..BATCH {
-                black_box(state.apply(&events[next % events.len()]));
+                black_box(state.apply(&events[next % events.len()], &Default::default()));
                 next += 1;
             }
         })
@@ -134,7 +134,7 @@ fn benches(c: &mut Criterion) {
         let rulings: Vec<(Ruling, Vec<UserResult>)> = events
             .iter()
             .map(|e| {
-                let r = state.apply(e);
+                let r = state.apply(e, &Default::default());
                 let results = match e.event_type() {
                     EventType::Issue => state.issue_results().to_vec(),
                     _ => Vec::new(),

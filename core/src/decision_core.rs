@@ -18,7 +18,7 @@ use crate::encode::encode_decision;
 use crate::event::{Event, EventType};
 use crate::partitioner::partition_for;
 use crate::reason::{InvalidReason, Outcome, Reason};
-use crate::state::partition_state::PrefetchStage;
+use crate::state::partition_state::{Located, PrefetchStage};
 use crate::state::{PartitionState, StateStats};
 
 /// How the message reached the processor, for the checks only Kafka input
@@ -130,7 +130,7 @@ impl DecisionCore {
     /// Decides one message and appends its decision's JSON to `out`.
     pub fn process(&mut self, message: &Message<'_>, out: &mut Vec<u8>) -> Verdict {
         let decoded = self.decode(message);
-        self.decide(message.source, decoded, out)
+        self.decide(message.source, decoded, &Located::default(), out)
     }
 
     /// Decides `messages` in order, as [`DecisionCore::process`] would one
@@ -155,26 +155,35 @@ impl DecisionCore {
         let mut first = 0;
         // Reused for every group: a batch allocates nothing.
         let mut decoded: [Option<Decoded<'_>>; BATCH_MAX] = [const { None }; BATCH_MAX];
+        let mut located = [Located::default(); BATCH_MAX];
         for group in messages.chunks(BATCH_MAX) {
             let ahead = &mut decoded[..group.len()];
-            for (slot, message) in ahead.iter_mut().zip(group) {
+            let found = &mut located[..group.len()];
+            for ((slot, message), found) in ahead.iter_mut().zip(group).zip(found.iter_mut()) {
                 *slot = Some(self.decode(message));
+                *found = Located::default();
             }
-            for (event, id) in ahead.iter().flatten().flatten() {
-                self.dedup.prefetch_index(*id);
-                self.state.prefetch(event, PrefetchStage::First);
+            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
+                if let Some(Ok((event, id))) = decoded {
+                    self.dedup.prefetch_index(*id);
+                    self.state.prefetch(event, PrefetchStage::First, found);
+                }
             }
-            for (event, id) in ahead.iter().flatten().flatten() {
-                self.dedup.prefetch_entry(*id);
-                self.state.prefetch(event, PrefetchStage::Second);
+            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
+                if let Some(Ok((event, id))) = decoded {
+                    self.dedup.prefetch_entry(*id);
+                    self.state.prefetch(event, PrefetchStage::Second, found);
+                }
             }
-            for (event, _) in ahead.iter().flatten().flatten() {
-                self.state.prefetch(event, PrefetchStage::Third);
+            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
+                if let Some(Ok((event, _))) = decoded {
+                    self.state.prefetch(event, PrefetchStage::Third, found);
+                }
             }
-            for (i, (message, slot)) in group.iter().zip(ahead.iter_mut()).enumerate() {
+            for (i, ((message, slot), found)) in group.iter().zip(ahead.iter_mut()).zip(found.iter()).enumerate() {
                 // Always filled above; decoding again would give the same.
                 let decoded = slot.take().unwrap_or_else(|| self.decode(message));
-                let verdict = self.decide(message.source, decoded, out);
+                let verdict = self.decide(message.source, decoded, found, out);
                 decided(first + i, verdict, out)?;
             }
             first += group.len();
@@ -191,7 +200,13 @@ impl DecisionCore {
     }
 
     /// Decides a decoded message and appends its decision to `out`.
-    fn decide(&mut self, source: Source, decoded: Decoded<'_>, out: &mut Vec<u8>) -> Verdict {
+    fn decide(
+        &mut self,
+        source: Source,
+        decoded: Decoded<'_>,
+        located: &Located,
+        out: &mut Vec<u8>,
+    ) -> Verdict {
         let (event, id) = match decoded {
             Ok(decoded) => decoded,
             Err(invalid) => {
@@ -218,7 +233,7 @@ impl DecisionCore {
             };
         }
 
-        let ruling = self.state.apply(&event);
+        let ruling = self.state.apply(&event, located);
         let issue_results = match event.event_type() {
             EventType::Issue => self.state.issue_results(),
             _ => &[],

@@ -24,6 +24,7 @@ pub mod encode;
 pub mod event;
 pub mod handle_table;
 pub mod id;
+pub mod id_map;
 pub mod intern;
 pub mod json;
 pub mod local_day;

@@ -13,13 +13,12 @@
 //! the bytes left before anything is allocated for it, every handle against
 //! its interner, and any inconsistency is an error, never a panic.
 
-use hashbrown::HashMap;
-
 use crate::config::CoreConfig;
 use crate::decision_core::DecisionCore;
 use crate::dedup::DedupWindow;
 use crate::event::CampaignDefinition;
 use crate::id::{ID_BYTES_MAX, INT_MAX};
+use crate::id_map::IdMap;
 use crate::intern::Interner;
 use crate::state::PartitionState;
 use crate::state::campaign::{Campaign, Tombstone};
@@ -67,7 +66,8 @@ pub fn decode(bytes: &[u8], config: CoreConfig) -> Result<DecisionCore, Snapshot
         orders: orders.len() as u64,
     };
     let seller_count = r.count(MIN_SELLER_BYTES)?;
-    let mut sellers = HashMap::with_capacity(seller_count);
+    let mut sellers = IdMap::new();
+    sellers.reserve(seller_count);
     let mut previous: Option<&str> = None;
     for _ in 0..seller_count {
         let id = r.id()?;
@@ -75,7 +75,7 @@ pub fn decode(bytes: &[u8], config: CoreConfig) -> Result<DecisionCore, Snapshot
             return Err(SnapshotError::Invalid("sellers not in ascending id order"));
         }
         previous = Some(id);
-        sellers.insert(id.into(), Box::new(read_seller(&mut r, handles, v2)?));
+        sellers.insert(id, Box::new(read_seller(&mut r, handles, v2)?));
     }
     let dedup = read_dedup(&mut r, config.dedup_window_ms)?;
     if !r.rest.is_empty() {
@@ -186,7 +186,7 @@ fn read_seller(r: &mut Reader<'_>, handles: Handles, v2: bool) -> Result<Seller,
             ));
         }
         seller.campaigns.insert(
-            id.into(),
+            id,
             Box::new(Campaign::restore(definition, discount_spent_cents, coupons)),
         );
     }

@@ -639,7 +639,7 @@ fn restored_holdings_and_handles_match() {
     assert!(a.users().iter_bytes().eq(b.users().iter_bytes()));
     assert!(a.orders().iter_bytes().eq(b.orders().iter_bytes()));
     for (seller_id, seller) in a.sellers() {
-        for (campaign_id, campaign) in &seller.campaigns {
+        for (campaign_id, campaign) in seller.campaigns.iter() {
             let other = b.campaign(seller_id, campaign_id).unwrap();
             for user in 0..a.users().len() as u32 {
                 assert_eq!(campaign.held_by(Some(user)), other.held_by(Some(user)));

@@ -16,13 +16,12 @@
 //! holds the sum of 2^53 discounts of up to 2^53-1 cents each (every coupon a
 //! campaign can ever number), so it neither wraps nor saturates.
 
-use hashbrown::HashMap;
-
 use crate::config::SellerDefaults;
 use crate::event::{
     Body, CampaignUpsert, Event, IssueRequest, RedeemRequest, ReleaseRequest, SellerUpdate,
 };
-use crate::id::{IdKey, StoredId, stored_id_heap_bytes};
+use crate::id::{StoredId, stored_id_heap_bytes};
+use crate::id_map::{IdMap, Slot};
 use crate::intern::Interner;
 use crate::local_day::day_ended_by;
 use crate::prefetch::prefetch;
@@ -42,6 +41,17 @@ pub enum PrefetchStage {
     Second,
     /// The coupon a redeem or release names.
     Third,
+}
+
+/// Where [`PartitionState::prefetch`] found an event's seller and
+/// campaign, for its later stages and [`PartitionState::apply`] to go
+/// straight there. Only a shortcut: a slot the state's changes have made
+/// stale is ignored and the id looked up again (see `id_map`), and the
+/// default, no slots, always looks ids up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Located {
+    seller: Option<Slot>,
+    campaign: Option<Slot>,
 }
 
 /// One recipient's result in an `issue` decision, in request order.
@@ -94,7 +104,7 @@ pub struct PartitionState {
     defaults: SellerSettings,
     /// Boxed, so that the table's slots are small (id inline, a pointer)
     /// and stay in cache: a lookup then misses once, on the seller itself.
-    sellers: HashMap<StoredId, Box<Seller>>,
+    sellers: IdMap<Box<Seller>>,
     users: Interner,
     orders: Interner,
     /// Campaign deadlines; empty with retention off.
@@ -128,7 +138,7 @@ impl PartitionState {
     pub fn with_retention(defaults: SellerDefaults, retention_ms: u64) -> PartitionState {
         PartitionState {
             defaults: defaults.into(),
-            sellers: HashMap::new(),
+            sellers: IdMap::new(),
             users: Interner::new(),
             orders: Interner::new(),
             retention: RetentionIndex::new(retention_ms),
@@ -145,13 +155,13 @@ impl PartitionState {
         defaults: SellerDefaults,
         retention_ms: u64,
         watermark: u64,
-        sellers: HashMap<StoredId, Box<Seller>>,
+        sellers: IdMap<Box<Seller>>,
         users: Interner,
         orders: Interner,
     ) -> PartitionState {
         let mut retention = RetentionIndex::new(retention_ms);
-        for (seller_id, seller) in &sellers {
-            for (campaign_id, campaign) in &seller.campaigns {
+        for (seller_id, seller) in sellers.iter() {
+            for (campaign_id, campaign) in seller.campaigns.iter() {
                 retention.track(seller_id, campaign_id, None, campaign.last_relevant_ts());
             }
         }
@@ -213,53 +223,72 @@ impl PartitionState {
         &self.orders
     }
 
-    /// Applies one valid, non-duplicate event.
-    pub fn apply(&mut self, event: &Event<'_>) -> Ruling {
+    /// Applies one valid, non-duplicate event; `located` is what
+    /// [`PartitionState::prefetch`] found of it, or the default.
+    pub fn apply(&mut self, event: &Event<'_>, located: &Located) -> Ruling {
         match &event.body {
             Body::Seller(update) => self.update_seller(&event.seller_id, update),
             Body::Campaign(upsert) => self.upsert_campaign(&event.seller_id, upsert),
-            Body::Issue(request) => self.issue(&event.seller_id, event.ts, request),
-            Body::Redeem(request) => self.redeem(&event.seller_id, event.ts, request),
-            Body::Release(request) => self.release(&event.seller_id, request),
+            Body::Issue(request) => self.issue(&event.seller_id, event.ts, request, located),
+            Body::Redeem(request) => self.redeem(&event.seller_id, event.ts, request, located),
+            Body::Release(request) => self.release(&event.seller_id, request, located),
         }
     }
 
     /// Starts fetching into cache, without waiting, what applying `event`
     /// will read at `stage` of its lookups: each stage reads what the
-    /// stage before fetched and fetches the next level. A hint only: the
-    /// state and every ruling stay as they are. `DecisionCore::process_batch`
-    /// runs each stage over a whole batch before the next, so the fetches
-    /// of many events overlap.
-    pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage) {
+    /// stage before fetched and fetches the next level, and records in
+    /// `located` where it found the seller and campaign, so that later
+    /// stages and [`PartitionState::apply`] do not look them up again. A
+    /// hint only: the state and every ruling stay as they are.
+    /// `DecisionCore::process_batch` runs each stage over a whole batch
+    /// before the next, so the fetches of many events overlap.
+    pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage, located: &mut Located) {
         match stage {
             PrefetchStage::First => {
                 self.for_each_id(event, Interner::prefetch_index);
-                let names_campaign = matches!(
-                    event.body,
-                    Body::Issue(_) | Body::Redeem(_) | Body::Release(_)
-                );
-                if names_campaign && let Some(seller) = self.sellers.get(&IdKey(&event.seller_id)) {
-                    prefetch(&seller.campaigns);
+                if named_campaign(event).is_some() {
+                    located.seller = self.sellers.locate(&event.seller_id);
+                    if let Some(seller) = self.sellers.at(located.seller, &event.seller_id) {
+                        prefetch(&seller.campaigns);
+                    }
                 }
             }
             PrefetchStage::Second => {
                 self.for_each_id(event, Interner::prefetch_slot);
-                if let Some(campaign) = named_campaign(event)
-                    .and_then(|(campaign_id, _)| self.campaign(&event.seller_id, campaign_id))
+                if let Some((campaign_id, _)) = named_campaign(event)
+                    && let Some(seller) = self.sellers.at(located.seller, &event.seller_id)
                 {
-                    prefetch(&campaign.coupons);
+                    located.campaign = seller.campaigns.locate(campaign_id);
+                    if let Some(campaign) = seller.campaigns.at(located.campaign, campaign_id) {
+                        prefetch(&campaign.coupons);
+                    }
                 }
             }
             PrefetchStage::Third => {
                 if let Some((campaign_id, Some(serial))) = named_campaign(event)
                     && let Some(coupon) = self
-                        .campaign(&event.seller_id, campaign_id)
+                        .located_campaign(&event.seller_id, campaign_id, located)
                         .and_then(|campaign| campaign.coupons.get(serial))
                 {
                     prefetch(coupon);
                 }
             }
         }
+    }
+
+    /// The campaign `campaign_id` of `seller_id`, through `located`.
+    fn located_campaign(
+        &self,
+        seller_id: &str,
+        campaign_id: &str,
+        located: &Located,
+    ) -> Option<&Campaign> {
+        self.sellers
+            .at(located.seller, seller_id)?
+            .campaigns
+            .at(located.campaign, campaign_id)
+            .map(|c| &**c)
     }
 
     /// Calls `f` with the interner and each user or order id that applying
@@ -288,8 +317,7 @@ impl PartitionState {
         // Seller and campaign events are rare; the key allocation is cheap.
         let defaults = self.defaults;
         self.sellers
-            .entry(seller_id.into())
-            .or_insert_with(|| Box::new(Seller::new(defaults)))
+            .get_or_insert_with(seller_id, || Box::new(Seller::new(defaults)))
     }
 
     fn update_seller(&mut self, seller_id: &str, update: &SellerUpdate) -> Ruling {
@@ -315,9 +343,7 @@ impl PartitionState {
                     None => Campaign::new(upsert.definition),
                 };
                 let last_relevant = campaign.last_relevant_ts();
-                seller
-                    .campaigns
-                    .insert(campaign_id.into(), Box::new(campaign));
+                seller.campaigns.insert(campaign_id, Box::new(campaign));
                 (None, last_relevant)
             }
         };
@@ -326,16 +352,25 @@ impl PartitionState {
         Ruling::Applied
     }
 
-    fn issue(&mut self, seller_id: &str, ts: u64, request: &IssueRequest<'_>) -> Ruling {
+    fn issue(
+        &mut self,
+        seller_id: &str,
+        ts: u64,
+        request: &IssueRequest<'_>,
+        located: &Located,
+    ) -> Ruling {
         self.issue_results.clear();
         let rejected = |reason| Ruling::Issue {
             outcome: Outcome::Rejected,
             reason: Some(reason),
         };
-        let Some(seller) = self.sellers.get_mut(&IdKey(seller_id)) else {
+        let Some(seller) = self.sellers.at_mut(located.seller, seller_id) else {
             return rejected(Rejection::UnknownCampaign);
         };
-        let Some(campaign) = seller.campaigns.get_mut(&IdKey(&request.campaign_id)) else {
+        let Some(campaign) = seller
+            .campaigns
+            .at_mut(located.campaign, &request.campaign_id)
+        else {
             return rejected(Rejection::UnknownCampaign);
         };
         let settings = seller.settings;
@@ -427,9 +462,15 @@ impl PartitionState {
         }
     }
 
-    fn redeem(&mut self, seller_id: &str, ts: u64, request: &RedeemRequest<'_>) -> Ruling {
+    fn redeem(
+        &mut self,
+        seller_id: &str,
+        ts: u64,
+        request: &RedeemRequest<'_>,
+        located: &Located,
+    ) -> Ruling {
         let Some((campaign, serial, coupon)) =
-            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id)
+            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id, located)
         else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
@@ -492,9 +533,14 @@ impl PartitionState {
         }
     }
 
-    fn release(&mut self, seller_id: &str, request: &ReleaseRequest<'_>) -> Ruling {
+    fn release(
+        &mut self,
+        seller_id: &str,
+        request: &ReleaseRequest<'_>,
+        located: &Located,
+    ) -> Ruling {
         let Some((campaign, serial, coupon)) =
-            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id)
+            issued_coupon(&mut self.sellers, seller_id, &request.coupon_id, located)
         else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
@@ -554,10 +600,10 @@ impl PartitionState {
             heap_bytes: self.users.heap_bytes()
                 + self.orders.heap_bytes()
                 + self.retention.heap_bytes()
-                + self.sellers.capacity() * (std::mem::size_of::<(StoredId, Box<Seller>)>() + 1),
+                + self.sellers.table_bytes(),
             ..StateStats::default()
         };
-        for (id, seller) in &self.sellers {
+        for (id, seller) in self.sellers.iter() {
             stats.heap_bytes +=
                 stored_id_heap_bytes(id) + std::mem::size_of::<Seller>() + seller.heap_bytes();
             stats.campaigns += seller.campaigns.len();
@@ -571,9 +617,6 @@ impl PartitionState {
     }
 }
 
-/// The campaign, serial and coupon that `coupon_id` names among
-/// `seller_id`'s campaigns, if that coupon was issued and is still held:
-/// the lookup every redeem and release starts with.
 /// The campaign `event` names, and the serial of the coupon it names (a
 /// redeem or release whose coupon id parses).
 fn named_campaign<'e>(event: &'e Event<'_>) -> Option<(&'e str, Option<u64>)> {
@@ -587,16 +630,20 @@ fn named_campaign<'e>(event: &'e Event<'_>) -> Option<(&'e str, Option<u64>)> {
     }
 }
 
+/// The campaign, serial and coupon that `coupon_id` names among
+/// `seller_id`'s campaigns, if that coupon was issued and is still held:
+/// the lookup every redeem and release starts with.
 fn issued_coupon<'s>(
-    sellers: &'s mut HashMap<StoredId, Box<Seller>>,
+    sellers: &'s mut IdMap<Box<Seller>>,
     seller_id: &str,
     coupon_id: &str,
+    located: &Located,
 ) -> Option<(&'s mut Campaign, u64, Coupon)> {
     let (campaign_id, serial) = parse_coupon_id(coupon_id)?;
     let campaign = sellers
-        .get_mut(&IdKey(seller_id))?
+        .at_mut(located.seller, seller_id)?
         .campaigns
-        .get_mut(&IdKey(campaign_id))?;
+        .at_mut(located.campaign, campaign_id)?;
     let coupon = *campaign.coupons.get(serial)?;
     Some((campaign, serial, coupon))
 }

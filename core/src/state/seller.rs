@@ -8,6 +8,7 @@ use hashbrown::HashMap;
 use crate::config::SellerDefaults;
 use crate::event::SellerUpdate;
 use crate::id::{StoredId, stored_id_heap_bytes};
+use crate::id_map::IdMap;
 use crate::local_day::DayCache;
 use crate::state::campaign::{Campaign, Tombstone};
 use crate::state::daily_quota::DailyQuota;
@@ -52,7 +53,7 @@ pub struct Seller {
     pub daily: DailyQuota,
     /// Boxed, so that the table's slots are small (id inline, a pointer)
     /// and stay in cache: a lookup then misses once, on the campaign itself.
-    pub campaigns: HashMap<StoredId, Box<Campaign>>,
+    pub campaigns: IdMap<Box<Campaign>>,
     /// Campaigns dropped by retention, by id: a campaign id is in at most
     /// one of `campaigns` and `evicted`. Kept for good (about 20 bytes plus
     /// the id each), so that a re-created campaign never reuses a serial.
@@ -67,7 +68,7 @@ impl Seller {
         Seller {
             settings,
             daily: DailyQuota::default(),
-            campaigns: HashMap::new(),
+            campaigns: IdMap::new(),
             evicted: HashMap::new(),
             day_cache: DayCache::new(settings.timezone),
         }
@@ -75,7 +76,7 @@ impl Seller {
 
     pub fn heap_bytes(&self) -> usize {
         self.daily.heap_bytes()
-            + self.campaigns.capacity() * (std::mem::size_of::<(StoredId, Box<Campaign>)>() + 1)
+            + self.campaigns.table_bytes()
             + self
                 .campaigns
                 .iter()

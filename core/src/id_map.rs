@@ -1,0 +1,258 @@
+//! [`IdMap`]: a map keyed by seller or campaign ids ([`StoredId`]) whose
+//! entries can be located once and revisited by [`Slot`] without hashing
+//! and probing again.
+//!
+//! `DecisionCore::process_batch` looks an event's seller and campaign up in
+//! its prefetch stages; the later stages and the rules then go straight to
+//! the same entries. A slot stays good until the map's membership changes
+//! (an insert or a removal, which seller and campaign events and retention
+//! make, a few per million events): the map counts those changes and a slot
+//! taken before one is ignored, and the id looked up again. So a slot is
+//! only ever a shortcut: what a lookup by id finds is what a slot finds.
+
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable, hash_table::Entry};
+
+use crate::id::{StoredId, ids_equal};
+
+/// Where an entry of an [`IdMap`] was, as of one membership of the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    index: usize,
+    membership: u64,
+}
+
+pub struct IdMap<V> {
+    table: HashTable<(StoredId, V)>,
+    hasher: DefaultHashBuilder,
+    /// Inserts and removals so far: a [`Slot`] taken at another count may
+    /// name another entry or none.
+    membership: u64,
+}
+
+impl<V> Default for IdMap<V> {
+    fn default() -> Self {
+        IdMap {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            membership: 0,
+        }
+    }
+}
+
+impl<V: std::fmt::Debug> std::fmt::Debug for IdMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+impl<V> IdMap<V> {
+    pub fn new() -> IdMap<V> {
+        IdMap::default()
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Entries the table holds room for.
+    pub fn capacity(&self) -> usize {
+        self.table.capacity()
+    }
+
+    /// Heap bytes of the table itself, by capacity (not what the values
+    /// own): a slot and a control byte per entry.
+    pub fn table_bytes(&self) -> usize {
+        self.table.capacity() * (std::mem::size_of::<(StoredId, V)>() + 1)
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        let hasher = &self.hasher;
+        self.table
+            .reserve(additional, |(k, _)| hasher.hash_one(k.as_str()));
+        // Growing moves entries.
+        self.membership += 1;
+    }
+
+    pub fn get(&self, id: &str) -> Option<&V> {
+        self.table
+            .find(self.hash(id), |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        let hash = self.hash(id);
+        self.table
+            .find_mut(hash, |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()))
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Where `id`'s entry is, for [`IdMap::at`] and [`IdMap::at_mut`].
+    pub fn locate(&self, id: &str) -> Option<Slot> {
+        self.table
+            .find_bucket_index(self.hash(id), |(k, _)| {
+                ids_equal(k.as_bytes(), id.as_bytes())
+            })
+            .map(|index| Slot {
+                index,
+                membership: self.membership,
+            })
+    }
+
+    /// The value of `id`: at `slot` if the map's membership has not
+    /// changed since it was taken, else (or with no slot) by lookup.
+    #[inline]
+    pub fn at(&self, slot: Option<Slot>, id: &str) -> Option<&V> {
+        match slot {
+            Some(slot) if slot.membership == self.membership => {
+                let (k, v) = self.table.get_bucket(slot.index)?;
+                debug_assert!(ids_equal(k.as_bytes(), id.as_bytes()));
+                Some(v)
+            }
+            _ => self.get(id),
+        }
+    }
+
+    /// [`IdMap::at`], mutably.
+    #[inline]
+    pub fn at_mut(&mut self, slot: Option<Slot>, id: &str) -> Option<&mut V> {
+        match slot {
+            Some(slot) if slot.membership == self.membership => {
+                let (k, v) = self.table.get_bucket_mut(slot.index)?;
+                debug_assert!(ids_equal(k.as_bytes(), id.as_bytes()));
+                Some(v)
+            }
+            _ => self.get_mut(id),
+        }
+    }
+
+    /// The value of `id`, inserting `make()` first if there is none.
+    pub fn get_or_insert_with(&mut self, id: &str, make: impl FnOnce() -> V) -> &mut V {
+        let hash = self.hash(id);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()),
+            |(k, _)| hasher.hash_one(k.as_str()),
+        ) {
+            Entry::Occupied(entry) => &mut entry.into_mut().1,
+            Entry::Vacant(entry) => {
+                self.membership += 1;
+                &mut entry.insert((StoredId::from(id), make())).into_mut().1
+            }
+        }
+    }
+
+    /// Inserts `value` for `id`, returning the value it replaces.
+    pub fn insert(&mut self, id: &str, value: V) -> Option<V> {
+        let hash = self.hash(id);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            hash,
+            |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()),
+            |(k, _)| hasher.hash_one(k.as_str()),
+        ) {
+            Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
+            Entry::Vacant(entry) => {
+                self.membership += 1;
+                entry.insert((StoredId::from(id), value));
+                None
+            }
+        }
+    }
+
+    /// Removes `id`'s entry, returning its value.
+    pub fn remove(&mut self, id: &str) -> Option<V> {
+        let hash = self.hash(id);
+        let entry = self
+            .table
+            .find_entry(hash, |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()))
+            .ok()?;
+        self.membership += 1;
+        let ((_, value), _) = entry.remove();
+        Some(value)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&StoredId, &V)> + '_ {
+        self.table.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&StoredId, &mut V)> + '_ {
+        self.table.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &StoredId> + '_ {
+        self.table.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.table.iter().map(|(_, v)| v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_find_what_ids_find_until_membership_changes() {
+        let mut map: IdMap<u32> = IdMap::new();
+        for i in 0..100u32 {
+            assert_eq!(map.insert(&format!("s{i}"), i), None);
+        }
+        assert_eq!(map.insert("s7", 700), Some(7));
+        assert_eq!(map.len(), 100);
+        let slot = map.locate("s7");
+        assert!(slot.is_some());
+        assert_eq!(map.at(slot, "s7"), Some(&700));
+        *map.at_mut(slot, "s7").unwrap() += 1;
+        assert_eq!(map.get("s7"), Some(&701));
+        assert_eq!(map.locate("missing"), None);
+        assert_eq!(map.at(None, "missing"), None);
+
+        // After a removal the slot is not trusted: the id is looked up.
+        assert_eq!(map.remove("s7"), Some(701));
+        assert_eq!(map.remove("s7"), None);
+        assert_eq!(map.at(slot, "s7"), None);
+        let other = map.locate("s8");
+        map.insert("s7", 9);
+        assert_eq!(map.at(slot, "s7"), Some(&9));
+        assert_eq!(map.at(other, "s8"), Some(&8));
+        // Growing moves entries: every old slot is looked up again.
+        let before = map.locate("s50");
+        map.reserve(10_000);
+        for i in 100..5_000u32 {
+            map.insert(&format!("s{i}"), i);
+        }
+        assert_eq!(map.at(before, "s50"), Some(&50));
+        assert_eq!(map.at_mut(before, "s50"), Some(&mut 50));
+        assert_eq!(map.iter().count(), 5_000);
+        assert_eq!(map.values().map(|&v| u64::from(v)).sum::<u64>(), {
+            (0..5_000u64).sum::<u64>() - 7 + 9
+        });
+    }
+
+    #[test]
+    fn get_or_insert_with_inserts_once() {
+        let mut map: IdMap<Vec<u8>> = IdMap::new();
+        map.get_or_insert_with("a", Vec::new).push(1);
+        map.get_or_insert_with("a", || unreachable!()).push(2);
+        assert_eq!(map.get("a"), Some(&vec![1, 2]));
+        assert!(map.contains_key("a"));
+        assert!(!map.contains_key("b"));
+        assert_eq!(map.keys().count(), 1);
+    }
+}
