@@ -1,6 +1,7 @@
 //! [`HandleTable`]: the hash index of an [`Interner`](crate::intern::Interner):
 //! which `u32` handle a string has, found from the string's hash by reading
-//! one cache line.
+//! one cache line. A campaign's holders (`state::holdings`) are one too, a
+//! set of user handles keyed by the handle's hash.
 //!
 //! Layout: groups of [`GROUP_SLOTS`] entries, each group one 64-byte cache
 //! line holding 12 one-byte tags (8 bits of each entry's hash), the group's

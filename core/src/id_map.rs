@@ -126,6 +126,16 @@ impl<V> IdMap<V> {
         }
     }
 
+    /// The value at `slot` if the map's membership has not changed since
+    /// it was taken; `None` if it has (a hint's lookup, which needs no id).
+    #[inline]
+    pub fn at_slot(&self, slot: Slot) -> Option<&V> {
+        if slot.membership != self.membership {
+            return None;
+        }
+        self.table.get_bucket(slot.index).map(|(_, v)| v)
+    }
+
     /// [`IdMap::at`], mutably.
     #[inline]
     pub fn at_mut(&mut self, slot: Option<Slot>, id: &str) -> Option<&mut V> {
@@ -218,6 +228,7 @@ mod tests {
         let slot = map.locate("s7");
         assert!(slot.is_some());
         assert_eq!(map.at(slot, "s7"), Some(&700));
+        assert_eq!(slot.and_then(|slot| map.at_slot(slot)), Some(&700));
         *map.at_mut(slot, "s7").unwrap() += 1;
         assert_eq!(map.get("s7"), Some(&701));
         assert_eq!(map.locate("missing"), None);
@@ -227,6 +238,7 @@ mod tests {
         assert_eq!(map.remove("s7"), Some(701));
         assert_eq!(map.remove("s7"), None);
         assert_eq!(map.at(slot, "s7"), None);
+        assert_eq!(slot.and_then(|slot| map.at_slot(slot)), None);
         let other = map.locate("s8");
         map.insert("s7", 9);
         assert_eq!(map.at(slot, "s7"), Some(&9));

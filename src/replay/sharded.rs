@@ -16,7 +16,7 @@ use super::tally::{ReplayError, ReplayTally};
 /// chunk is still in cache when the workers read it.
 pub const CHUNK_BYTES: usize = 256 * 1024;
 /// Chunks in flight per worker thread.
-pub const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 2;
+pub const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 8;
 
 /// How a replay spreads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

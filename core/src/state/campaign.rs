@@ -116,6 +116,12 @@ impl Campaign {
             .add_below(user, self.definition.per_user_limit)
     }
 
+    /// Starts fetching into cache what [`Campaign::add_holding_within_limit`]
+    /// of `user` reads first.
+    pub fn prefetch_holding(&self, user: u32) {
+        self.holdings.prefetch(user);
+    }
+
     /// Records that one more coupon went to `user`.
     pub fn add_holding(&mut self, user: u32) {
         self.holdings.add(user);

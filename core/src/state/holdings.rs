@@ -2,13 +2,13 @@
 //! counter behind `per_user_limit`.
 //!
 //! Most campaigns allow one coupon per user, so nearly every holder holds
-//! exactly one. Holders are therefore a set of 4-byte user handles, and only
-//! users holding two or more have an entry in a second map: the common case
-//! costs 5 bytes of table per holder instead of 9 for a user -> count map.
+//! exactly one. Holders are therefore a set of 4-byte user handles (a
+//! [`HandleTable`], 6 to 12 bytes per holder between growths), and only
+//! users holding two or more have an entry in a second map.
 
-use std::hash::BuildHasher;
+use hashbrown::HashMap;
 
-use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use crate::handle_table::HandleTable;
 
 /// Counts are u32: a user's count is bounded by the coupons one campaign
 /// can hold, so it is exact (contract section 7).
@@ -16,60 +16,73 @@ const _: () = assert!(crate::state::coupon_ledger::COUPONS_MAX < u32::MAX as u64
 
 #[derive(Debug, Default)]
 pub struct Holdings {
-    /// Users holding at least one coupon.
-    holders: HashTable<u32>,
+    /// Users holding at least one coupon, in a table whose line for a user
+    /// can be fetched ahead ([`Holdings::prefetch`]); holders are never
+    /// removed (coupons are never removed), which the table requires.
+    holders: HandleTable,
     /// Users holding two or more: their count.
     multiple: HashMap<u32, u32>,
-    hasher: DefaultHashBuilder,
+}
+
+/// The hash of a user handle: a multiply whose high half is folded into
+/// the low, so that both the table's home group (low bits) and its tag
+/// (high bits) depend on every bit of the handle.
+fn hash_user(user: u32) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let product = u128::from(u64::from(user) ^ 0x2545_F491_4F6C_DD1D) * u128::from(K);
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl Holdings {
+    fn holds(&self, user: u32) -> bool {
+        self.holders.find(hash_user(user), |u| u == user).is_some()
+    }
+
     /// Coupons `user` holds.
     pub fn count(&self, user: u32) -> u64 {
         if let Some(&n) = self.multiple.get(&user) {
             return u64::from(n);
         }
-        let hash = self.hasher.hash_one(user);
-        u64::from(self.holders.find(hash, |&u| u == user).is_some())
+        u64::from(self.holds(user))
+    }
+
+    /// Starts fetching into cache, without waiting, what a lookup of
+    /// `user` reads first.
+    pub fn prefetch(&self, user: u32) {
+        self.holders.prefetch(hash_user(user));
     }
 
     /// Records one more coupon for `user` if `user` holds fewer than
     /// `limit`; returns whether it did. In the common case (a user new to
-    /// the campaign) this is one probe of the holders.
+    /// the campaign) this reads one line of the holders.
     pub fn add_below(&mut self, user: u32, limit: u64) -> bool {
         if limit == 0 {
             return false;
         }
-        let hash = self.hasher.hash_one(user);
-        let hasher = &self.hasher;
-        match self
-            .holders
-            .entry(hash, |&u| u == user, |&u| hasher.hash_one(u))
-        {
-            hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(user);
-                true
+        let hash = hash_user(user);
+        if self.holders.find(hash, |u| u == user).is_none() {
+            self.holders.insert_unique(hash, user, hash_user);
+            return true;
+        }
+        match self.multiple.entry(user) {
+            hashbrown::hash_map::Entry::Occupied(mut n) => {
+                if u64::from(*n.get()) < limit {
+                    // Counts stay below u32::MAX (asserted above): this
+                    // never saturates.
+                    *n.get_mut() = n.get().saturating_add(1);
+                    true
+                } else {
+                    false
+                }
             }
-            hashbrown::hash_table::Entry::Occupied(_) => match self.multiple.entry(user) {
-                hashbrown::hash_map::Entry::Occupied(mut n) => {
-                    if u64::from(*n.get()) < limit {
-                        // Counts stay below u32::MAX (asserted above): this
-                        // never saturates.
-                        *n.get_mut() = n.get().saturating_add(1);
-                        true
-                    } else {
-                        false
-                    }
+            hashbrown::hash_map::Entry::Vacant(n) => {
+                if limit > 1 {
+                    n.insert(2);
+                    true
+                } else {
+                    false
                 }
-                hashbrown::hash_map::Entry::Vacant(n) => {
-                    if limit > 1 {
-                        n.insert(2);
-                        true
-                    } else {
-                        false
-                    }
-                }
-            },
+            }
         }
     }
 
@@ -92,7 +105,7 @@ impl Holdings {
 
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
-        self.holders.capacity() * (std::mem::size_of::<u32>() + 1)
+        self.holders.heap_bytes()
             + self.multiple.capacity() * (std::mem::size_of::<(u32, u32)>() + 1)
     }
 }

@@ -39,7 +39,8 @@ pub enum PrefetchStage {
     First,
     /// The ids' slots; the campaign's coupon ledger.
     Second,
-    /// The coupon a redeem or release names.
+    /// The coupon a redeem or release names; the holdings of an issue's
+    /// users.
     Third,
 }
 
@@ -52,6 +53,8 @@ pub enum PrefetchStage {
 pub struct Located {
     seller: Option<Slot>,
     campaign: Option<Slot>,
+    /// The serial of the coupon a redeem or release names.
+    serial: Option<u64>,
 }
 
 /// One recipient's result in an `issue` decision, in request order.
@@ -247,48 +250,57 @@ impl PartitionState {
         match stage {
             PrefetchStage::First => {
                 self.for_each_id(event, Interner::prefetch_index);
-                if named_campaign(event).is_some() {
+                if matches!(
+                    event.body,
+                    Body::Issue(_) | Body::Redeem(_) | Body::Release(_)
+                ) {
                     located.seller = self.sellers.locate(&event.seller_id);
-                    if let Some(seller) = self.sellers.at(located.seller, &event.seller_id) {
+                    if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s)) {
                         prefetch(&seller.campaigns);
                     }
                 }
             }
             PrefetchStage::Second => {
                 self.for_each_id(event, Interner::prefetch_slot);
-                if let Some((campaign_id, _)) = named_campaign(event)
-                    && let Some(seller) = self.sellers.at(located.seller, &event.seller_id)
+                if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
+                    && let Some((campaign_id, serial)) = named_campaign(event)
                 {
                     located.campaign = seller.campaigns.locate(campaign_id);
-                    if let Some(campaign) = seller.campaigns.at(located.campaign, campaign_id) {
+                    located.serial = serial;
+                    if let Some(campaign) =
+                        located.campaign.and_then(|c| seller.campaigns.at_slot(c))
+                    {
                         prefetch(&campaign.coupons);
                     }
                 }
             }
             PrefetchStage::Third => {
-                if let Some((campaign_id, Some(serial))) = named_campaign(event)
-                    && let Some(coupon) = self
-                        .located_campaign(&event.seller_id, campaign_id, located)
-                        .and_then(|campaign| campaign.coupons.get(serial))
-                {
-                    prefetch(coupon);
+                let Some(campaign) = located
+                    .seller
+                    .zip(located.campaign)
+                    .and_then(|(seller, campaign)| {
+                        self.sellers.at_slot(seller)?.campaigns.at_slot(campaign)
+                    })
+                else {
+                    return;
+                };
+                match &event.body {
+                    Body::Issue(request) => {
+                        // The ids' slots were fetched by the stage before.
+                        for user in request.user_ids.iter().filter_map(|u| self.users.get(u)) {
+                            campaign.prefetch_holding(user);
+                        }
+                    }
+                    _ => {
+                        if let Some(coupon) =
+                            located.serial.and_then(|serial| campaign.coupons.get(serial))
+                        {
+                            prefetch(coupon);
+                        }
+                    }
                 }
             }
         }
-    }
-
-    /// The campaign `campaign_id` of `seller_id`, through `located`.
-    fn located_campaign(
-        &self,
-        seller_id: &str,
-        campaign_id: &str,
-        located: &Located,
-    ) -> Option<&Campaign> {
-        self.sellers
-            .at(located.seller, seller_id)?
-            .campaigns
-            .at(located.campaign, campaign_id)
-            .map(|c| &**c)
     }
 
     /// Calls `f` with the interner and each user or order id that applying
