@@ -163,6 +163,8 @@ impl DecisionCore {
                 *slot = Some(self.decode(message));
                 *found = Located::default();
             }
+            // Most events are new: each takes an entry of the window.
+            self.dedup.prefetch_free(group.len());
             for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
                 if let Some(Ok((event, id))) = decoded {
                     self.dedup.prefetch_index(*id);

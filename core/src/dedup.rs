@@ -144,6 +144,17 @@ impl DedupWindow {
         }
     }
 
+    /// Starts fetching the entries the next `count` new ids will take:
+    /// freed ones lie anywhere in the entries, and writing one the cache
+    /// does not hold waits for it. A hint only.
+    pub fn prefetch_free(&self, count: usize) {
+        for &at in self.free.iter().rev().take(count) {
+            if let Some(seen) = self.entries.get(at as usize) {
+                prefetch(seen);
+            }
+        }
+    }
+
     /// Where the id with these low 64 bits has its entry, if it has one.
     fn find(&self, low: u64) -> Option<usize> {
         let entries = &self.entries;
