@@ -182,7 +182,12 @@ impl DecisionCore {
                     self.state.prefetch(event, PrefetchStage::Third, found);
                 }
             }
-            for (i, ((message, slot), found)) in group.iter().zip(ahead.iter_mut()).zip(found.iter()).enumerate() {
+            for (i, ((message, slot), found)) in group
+                .iter()
+                .zip(ahead.iter_mut())
+                .zip(found.iter())
+                .enumerate()
+            {
                 // Always filled above; decoding again would give the same.
                 let decoded = slot.take().unwrap_or_else(|| self.decode(message));
                 let verdict = self.decide(message.source, decoded, found, out);

@@ -85,7 +85,9 @@ impl<V> IdMap<V> {
 
     pub fn get(&self, id: &str) -> Option<&V> {
         self.table
-            .find(self.hash(id), |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()))
+            .find(self.hash(id), |(k, _)| {
+                ids_equal(k.as_bytes(), id.as_bytes())
+            })
             .map(|(_, v)| v)
     }
 

@@ -197,11 +197,11 @@ impl PartitionState {
     fn evict_due(&mut self) -> u32 {
         let mut evicted = 0;
         while let Some((seller_id, campaign_id)) = self.retention.pop_due(self.watermark) {
-            let Some(seller) = self.sellers.get_mut(&*seller_id) else {
+            let Some(seller) = self.sellers.get_mut(&seller_id) else {
                 debug_assert!(false, "indexed campaign of an unknown seller");
                 continue;
             };
-            if let Some(campaign) = seller.campaigns.remove(&*campaign_id) {
+            if let Some(campaign) = seller.campaigns.remove(&campaign_id) {
                 seller
                     .evicted
                     .insert(StoredId::from(&*campaign_id), campaign.tombstone());
@@ -275,12 +275,13 @@ impl PartitionState {
                 }
             }
             PrefetchStage::Third => {
-                let Some(campaign) = located
-                    .seller
-                    .zip(located.campaign)
-                    .and_then(|(seller, campaign)| {
-                        self.sellers.at_slot(seller)?.campaigns.at_slot(campaign)
-                    })
+                let Some(campaign) =
+                    located
+                        .seller
+                        .zip(located.campaign)
+                        .and_then(|(seller, campaign)| {
+                            self.sellers.at_slot(seller)?.campaigns.at_slot(campaign)
+                        })
                 else {
                     return;
                 };
@@ -292,8 +293,9 @@ impl PartitionState {
                         }
                     }
                     _ => {
-                        if let Some(coupon) =
-                            located.serial.and_then(|serial| campaign.coupons.get(serial))
+                        if let Some(coupon) = located
+                            .serial
+                            .and_then(|serial| campaign.coupons.get(serial))
                         {
                             prefetch(coupon);
                         }
