@@ -93,24 +93,37 @@ impl Interner {
         self.len == 0
     }
 
+    /// The hash of `s` in this interner, which the `_hashed` lookups take
+    /// so that a caller looking `s` up several times hashes it once.
+    pub fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s.as_bytes())
+    }
+
     /// The handle of `s`, if it was interned.
     pub fn get(&self, s: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(s.as_bytes());
+        self.get_hashed(s, self.hash(s))
+    }
+
+    /// [`Interner::get`], given `hash`, [`Interner::hash`] of `s`.
+    pub fn get_hashed(&self, s: &str, hash: u64) -> Option<u32> {
+        debug_assert_eq!(hash, self.hash(s), "hash of another string");
         self.table
             .find(hash, |id| ids_equal(self.bytes(id), s.as_bytes()))
     }
 
     /// Starts fetching into cache, without waiting, the index line where
-    /// `s` is or would be: the first of the two lines a lookup reads.
-    pub fn prefetch_index(&self, s: &str) {
-        self.table.prefetch(self.hasher.hash_one(s.as_bytes()));
+    /// the string of `hash` is or would be: the first of the two lines a
+    /// lookup reads.
+    pub fn prefetch_index(&self, hash: u64) {
+        self.table.prefetch(hash);
     }
 
-    /// Starts fetching the slot of the handle `s` most likely has (the
-    /// second line a lookup reads), reading its index line. Best called
-    /// some time after [`Interner::prefetch_index`] of the same `s`.
-    pub fn prefetch_slot(&self, s: &str) {
-        if let Some(id) = self.table.likely(self.hasher.hash_one(s.as_bytes())) {
+    /// Starts fetching the slot of the handle the string of `hash` most
+    /// likely has (the second line a lookup reads), reading its index
+    /// line. Best called some time after [`Interner::prefetch_index`] of
+    /// the same hash.
+    pub fn prefetch_slot(&self, hash: u64) {
+        if let Some(id) = self.table.likely(hash) {
             let id = id as usize;
             if let Some(slot) = self
                 .slots
@@ -126,11 +139,15 @@ impl Interner {
     /// [`Interner::intern_probed`] reuses: one hash and one probe where a
     /// caller first asks and then interns.
     pub fn probe(&self, s: &str) -> Probe {
-        let hash = self.hasher.hash_one(s.as_bytes());
-        let handle = self
-            .table
-            .find(hash, |id| ids_equal(self.bytes(id), s.as_bytes()));
-        Probe { hash, handle }
+        self.probe_hashed(s, self.hash(s))
+    }
+
+    /// [`Interner::probe`], given `hash`, [`Interner::hash`] of `s`.
+    pub fn probe_hashed(&self, s: &str, hash: u64) -> Probe {
+        Probe {
+            hash,
+            handle: self.get_hashed(s, hash),
+        }
     }
 
     /// The handle of `s`, interning it if new.

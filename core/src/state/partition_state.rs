@@ -55,6 +55,28 @@ pub struct Located {
     campaign: Option<Slot>,
     /// The serial of the coupon a redeem or release names.
     serial: Option<u64>,
+    /// The interners' hashes of the first `hashed` user and order ids the
+    /// event names, in the order of `PartitionState::for_each_id`: hashed
+    /// once in the first pass, used by the later ones and the rules.
+    id_hashes: [u64; IDS_HASHED],
+    hashed: u8,
+}
+
+/// Ids whose hashes a [`Located`] keeps: every id of a redeem (2) or
+/// release (1), an issue's first 4 recipients (most issues name 1 to 3).
+const IDS_HASHED: usize = 4;
+
+impl Located {
+    /// The hash in `interner` of `id`, the `i`th id the event names.
+    #[inline]
+    fn id_hash(&self, i: usize, interner: &Interner, id: &str) -> u64 {
+        if i < usize::from(self.hashed) {
+            debug_assert_eq!(self.id_hashes[i], interner.hash(id));
+            self.id_hashes[i]
+        } else {
+            interner.hash(id)
+        }
+    }
 }
 
 /// One recipient's result in an `issue` decision, in request order.
@@ -249,7 +271,15 @@ impl PartitionState {
     pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage, located: &mut Located) {
         match stage {
             PrefetchStage::First => {
-                self.for_each_id(event, Interner::prefetch_index);
+                located.hashed = 0;
+                self.for_each_id(event, |interner, id, i| {
+                    let hash = interner.hash(id);
+                    if i < IDS_HASHED {
+                        located.id_hashes[i] = hash;
+                        located.hashed = (i + 1) as u8;
+                    }
+                    interner.prefetch_index(hash);
+                });
                 if matches!(
                     event.body,
                     Body::Issue(_) | Body::Redeem(_) | Body::Release(_)
@@ -261,7 +291,9 @@ impl PartitionState {
                 }
             }
             PrefetchStage::Second => {
-                self.for_each_id(event, Interner::prefetch_slot);
+                self.for_each_id(event, |interner, id, i| {
+                    interner.prefetch_slot(located.id_hash(i, interner, id));
+                });
                 if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
                     && let Some((campaign_id, serial)) = named_campaign(event)
                 {
@@ -288,8 +320,11 @@ impl PartitionState {
                 match &event.body {
                     Body::Issue(request) => {
                         // The ids' slots were fetched by the stage before.
-                        for user in request.user_ids.iter().filter_map(|u| self.users.get(u)) {
-                            campaign.prefetch_holding(user);
+                        for (i, user_id) in request.user_ids.iter().enumerate() {
+                            let hash = located.id_hash(i, &self.users, user_id);
+                            if let Some(user) = self.users.get_hashed(user_id, hash) {
+                                campaign.prefetch_holding(user);
+                            }
                         }
                     }
                     _ => {
@@ -305,19 +340,21 @@ impl PartitionState {
         }
     }
 
-    /// Calls `f` with the interner and each user or order id that applying
-    /// `event` looks up in it.
-    fn for_each_id(&self, event: &Event<'_>, f: impl Fn(&Interner, &str)) {
+    /// Calls `f` with the interner, each user or order id that applying
+    /// `event` looks up in it, and the id's place in that list (the index
+    /// of its hash in [`Located`]).
+    fn for_each_id(&self, event: &Event<'_>, mut f: impl FnMut(&Interner, &str, usize)) {
         match &event.body {
             Body::Issue(request) => request
                 .user_ids
                 .iter()
-                .for_each(|user| f(&self.users, user)),
+                .enumerate()
+                .for_each(|(i, user)| f(&self.users, user, i)),
             Body::Redeem(request) => {
-                f(&self.users, &request.user_id);
-                f(&self.orders, &request.order_id);
+                f(&self.users, &request.user_id, 0);
+                f(&self.orders, &request.order_id, 1);
             }
-            Body::Release(request) => f(&self.orders, &request.order_id),
+            Body::Release(request) => f(&self.orders, &request.order_id, 0),
             Body::Seller(_) | Body::Campaign(_) => {}
         }
     }
@@ -420,7 +457,7 @@ impl PartitionState {
             None => def.valid_until,
         };
         let mut issued = 0usize;
-        for user_id in &request.user_ids {
+        for (i, user_id) in request.user_ids.iter().enumerate() {
             let result = if day_forgotten || issued_today >= settings.daily_issue_limit {
                 UserResult::Rejected(Rejection::DailyQuotaExhausted)
             } else if campaign.issued() >= def.budget || !campaign.coupons.has_room() {
@@ -431,7 +468,9 @@ impl PartitionState {
                 // One hash and probe of the user id serve the limit check
                 // and the interning; one probe of the holdings checks the
                 // limit and records the coupon.
-                let probe = self.users.probe(user_id);
+                let probe = self
+                    .users
+                    .probe_hashed(user_id, located.id_hash(i, &self.users, user_id));
                 let holder = match probe.handle {
                     Some(user) => campaign.add_holding_within_limit(user).then_some(Ok(user)),
                     // A user the partition never issued to holds nothing.
@@ -488,11 +527,13 @@ impl PartitionState {
         else {
             return Ruling::Rejected(Rejection::UnknownCoupon);
         };
-        if self.users.get(&request.user_id) != Some(coupon.holder) {
+        let user_hash = located.id_hash(0, &self.users, &request.user_id);
+        if self.users.get_hashed(&request.user_id, user_hash) != Some(coupon.holder) {
             return Ruling::Rejected(Rejection::NotOwner);
         }
+        let order_hash = located.id_hash(1, &self.orders, &request.order_id);
         if let Some(redemption) = campaign.coupons.redemption(&coupon) {
-            if self.orders.get(&request.order_id) == Some(redemption.order) {
+            if self.orders.get_hashed(&request.order_id, order_hash) == Some(redemption.order) {
                 return Ruling::Redeemed {
                     discount_cents: redemption.discount_cents,
                     duplicate: true,
@@ -527,7 +568,8 @@ impl PartitionState {
         {
             return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
         }
-        let Ok(order) = self.orders.intern(&request.order_id) else {
+        let probe = self.orders.probe_hashed(&request.order_id, order_hash);
+        let Ok(order) = self.orders.intern_probed(&request.order_id, probe) else {
             // Only reachable with 2^32 distinct orders in a partition; refuse
             // rather than record a redemption that could not be released.
             return Ruling::Rejected(Rejection::DiscountBudgetExhausted);
@@ -561,7 +603,8 @@ impl PartitionState {
         let Some(redemption) = campaign.coupons.redemption(&coupon) else {
             return Ruling::Rejected(Rejection::NotRedeemed);
         };
-        if self.orders.get(&request.order_id) != Some(redemption.order) {
+        let order_hash = located.id_hash(0, &self.orders, &request.order_id);
+        if self.orders.get_hashed(&request.order_id, order_hash) != Some(redemption.order) {
             return Ruling::Rejected(Rejection::OrderMismatch);
         }
         campaign.coupons.release(serial);
