@@ -15,7 +15,11 @@ use super::tally::{ReplayError, ReplayTally};
 /// chunk between threads costs nothing per line, small enough that a
 /// chunk is still in cache when the workers read it.
 pub const CHUNK_BYTES: usize = 256 * 1024;
-/// Chunks in flight per worker thread.
+/// Chunks in flight per worker thread: enough that a worker rarely runs
+/// out while the reading thread waits on another worker for the oldest
+/// chunk (with two workers, 2 per worker left them idle about a tenth of
+/// the time on 2 cores; docs/PERFORMANCE.md). At most 4 MiB of input per
+/// worker.
 pub const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 8;
 
 /// How a replay spreads its input.
