@@ -7,8 +7,11 @@
 //! the same entries. A slot stays good until the map's membership changes
 //! (an insert or a removal, which seller and campaign events and retention
 //! make, a few per million events): the map counts those changes and a slot
-//! taken before one is ignored, and the id looked up again. So a slot is
-//! only ever a shortcut: what a lookup by id finds is what a slot finds.
+//! taken before one is ignored, and the id looked up again. The entry a
+//! slot reaches is also compared with the id (a few instructions, the key
+//! being inline), so a slot of another map, or of a map dropped and made
+//! anew, can only cost a lookup. So a slot is only ever a shortcut: what a
+//! lookup by id finds is what a slot finds.
 
 use std::hash::BuildHasher;
 
@@ -114,17 +117,22 @@ impl<V> IdMap<V> {
             })
     }
 
+    /// Whether `slot` still reaches `id`'s entry.
+    #[inline]
+    fn holds(&self, slot: Option<Slot>, id: &str) -> Option<usize> {
+        let slot = slot.filter(|slot| slot.membership == self.membership)?;
+        let (k, _) = self.table.get_bucket(slot.index)?;
+        ids_equal(k.as_bytes(), id.as_bytes()).then_some(slot.index)
+    }
+
     /// The value of `id`: at `slot` if the map's membership has not
-    /// changed since it was taken, else (or with no slot) by lookup.
+    /// changed since it was taken and the entry there is `id`'s, else (or
+    /// with no slot) by lookup.
     #[inline]
     pub fn at(&self, slot: Option<Slot>, id: &str) -> Option<&V> {
-        match slot {
-            Some(slot) if slot.membership == self.membership => {
-                let (k, v) = self.table.get_bucket(slot.index)?;
-                debug_assert!(ids_equal(k.as_bytes(), id.as_bytes()));
-                Some(v)
-            }
-            _ => self.get(id),
+        match self.holds(slot, id) {
+            Some(index) => self.table.get_bucket(index).map(|(_, v)| v),
+            None => self.get(id),
         }
     }
 
@@ -141,13 +149,9 @@ impl<V> IdMap<V> {
     /// [`IdMap::at`], mutably.
     #[inline]
     pub fn at_mut(&mut self, slot: Option<Slot>, id: &str) -> Option<&mut V> {
-        match slot {
-            Some(slot) if slot.membership == self.membership => {
-                let (k, v) = self.table.get_bucket_mut(slot.index)?;
-                debug_assert!(ids_equal(k.as_bytes(), id.as_bytes()));
-                Some(v)
-            }
-            _ => self.get_mut(id),
+        match self.holds(slot, id) {
+            Some(index) => self.table.get_bucket_mut(index).map(|(_, v)| v),
+            None => self.get_mut(id),
         }
     }
 
@@ -257,6 +261,24 @@ mod tests {
         assert_eq!(map.values().map(|&v| u64::from(v)).sum::<u64>(), {
             (0..5_000u64).sum::<u64>() - 7 + 9
         });
+    }
+
+    #[test]
+    fn a_slot_of_another_map_only_costs_a_lookup() {
+        let mut a: IdMap<u32> = IdMap::new();
+        let mut b: IdMap<u32> = IdMap::new();
+        a.insert("x", 1);
+        a.insert("y", 2);
+        b.insert("y", 20);
+        b.insert("x", 10);
+        // Same membership count, the same ids in other buckets, or none.
+        for id in ["x", "y"] {
+            let slot = a.locate(id);
+            assert_eq!(b.at(slot, id), b.get(id));
+            assert_eq!(b.at(slot, "z"), None);
+            let expected = b.get(id).copied();
+            assert_eq!(b.at_mut(slot, id).map(|v| *v), expected);
+        }
     }
 
     #[test]
