@@ -159,9 +159,8 @@ impl DecisionCore {
         for group in messages.chunks(BATCH_MAX) {
             let ahead = &mut decoded[..group.len()];
             let found = &mut located[..group.len()];
-            for ((slot, message), found) in ahead.iter_mut().zip(group).zip(found.iter_mut()) {
+            for (slot, message) in ahead.iter_mut().zip(group) {
                 *slot = Some(self.decode(message));
-                *found = Located::default();
             }
             // Most events are new: each takes an entry of the window.
             self.dedup.prefetch_free(group.len());

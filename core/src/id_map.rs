@@ -67,11 +67,6 @@ impl<V> IdMap<V> {
         self.table.is_empty()
     }
 
-    /// Entries the table holds room for.
-    pub fn capacity(&self) -> usize {
-        self.table.capacity()
-    }
-
     /// Heap bytes of the table itself, by capacity (not what the values
     /// own): a slot and a control byte per entry.
     pub fn table_bytes(&self) -> usize {
@@ -155,15 +150,23 @@ impl<V> IdMap<V> {
         }
     }
 
-    /// The value of `id`, inserting `make()` first if there is none.
-    pub fn get_or_insert_with(&mut self, id: &str, make: impl FnOnce() -> V) -> &mut V {
-        let hash = self.hash(id);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
+    /// `id`'s entry, occupied or not; a caller that fills a vacant one
+    /// counts it in `membership`.
+    fn entry<'m>(
+        table: &'m mut HashTable<(StoredId, V)>,
+        hasher: &DefaultHashBuilder,
+        id: &str,
+    ) -> Entry<'m, (StoredId, V)> {
+        table.entry(
+            hasher.hash_one(id),
             |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()),
             |(k, _)| hasher.hash_one(k.as_str()),
-        ) {
+        )
+    }
+
+    /// The value of `id`, inserting `make()` first if there is none.
+    pub fn get_or_insert_with(&mut self, id: &str, make: impl FnOnce() -> V) -> &mut V {
+        match IdMap::entry(&mut self.table, &self.hasher, id) {
             Entry::Occupied(entry) => &mut entry.into_mut().1,
             Entry::Vacant(entry) => {
                 self.membership += 1;
@@ -174,13 +177,7 @@ impl<V> IdMap<V> {
 
     /// Inserts `value` for `id`, returning the value it replaces.
     pub fn insert(&mut self, id: &str, value: V) -> Option<V> {
-        let hash = self.hash(id);
-        let hasher = &self.hasher;
-        match self.table.entry(
-            hash,
-            |(k, _)| ids_equal(k.as_bytes(), id.as_bytes()),
-            |(k, _)| hasher.hash_one(k.as_str()),
-        ) {
+        match IdMap::entry(&mut self.table, &self.hasher, id) {
             Entry::Occupied(mut entry) => Some(std::mem::replace(&mut entry.get_mut().1, value)),
             Entry::Vacant(entry) => {
                 self.membership += 1;
@@ -204,14 +201,6 @@ impl<V> IdMap<V> {
 
     pub fn iter(&self) -> impl Iterator<Item = (&StoredId, &V)> + '_ {
         self.table.iter().map(|(k, v)| (k, v))
-    }
-
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&StoredId, &mut V)> + '_ {
-        self.table.iter_mut().map(|(k, v)| (&*k, v))
-    }
-
-    pub fn keys(&self) -> impl Iterator<Item = &StoredId> + '_ {
-        self.table.iter().map(|(k, _)| k)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
@@ -289,6 +278,6 @@ mod tests {
         assert_eq!(map.get("a"), Some(&vec![1, 2]));
         assert!(map.contains_key("a"));
         assert!(!map.contains_key("b"));
-        assert_eq!(map.keys().count(), 1);
+        assert_eq!(map.iter().count(), 1);
     }
 }

@@ -263,7 +263,8 @@ impl PartitionState {
     /// Starts fetching into cache, without waiting, what applying `event`
     /// will read at `stage` of its lookups: each stage reads what the
     /// stage before fetched and fetches the next level, and records in
-    /// `located` where it found the seller and campaign, so that later
+    /// `located` (which the first stage starts afresh) where it found the
+    /// seller and campaign and the ids' hashes, so that later
     /// stages and [`PartitionState::apply`] do not look them up again. A
     /// hint only: the state and every ruling stay as they are.
     /// `DecisionCore::process_batch` runs each stage over a whole batch
@@ -271,7 +272,7 @@ impl PartitionState {
     pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage, located: &mut Located) {
         match stage {
             PrefetchStage::First => {
-                located.hashed = 0;
+                *located = Located::default();
                 self.for_each_id(event, |interner, id, i| {
                     let hash = interner.hash(id);
                     if i < IDS_HASHED {
