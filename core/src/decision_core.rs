@@ -130,7 +130,7 @@ impl DecisionCore {
     /// Decides one message and appends its decision's JSON to `out`.
     pub fn process(&mut self, message: &Message<'_>, out: &mut Vec<u8>) -> Verdict {
         let decoded = self.decode(message);
-        self.decide(message.source, decoded, &Located::default(), out)
+        self.decide(message.source, &decoded, &Located::default(), out)
     }
 
     /// Decides `messages` in order, as [`DecisionCore::process`] would one
@@ -188,8 +188,11 @@ impl DecisionCore {
                 .enumerate()
             {
                 // Always filled above; decoding again would give the same.
-                let decoded = slot.take().unwrap_or_else(|| self.decode(message));
+                // Decided where it lies: an event is a few hundred bytes,
+                // and moving it out cost a copy per event.
+                let decoded = slot.get_or_insert_with(|| self.decode(message));
                 let verdict = self.decide(message.source, decoded, found, out);
+                *slot = None;
                 decided(first + i, verdict, out)?;
             }
             first += group.len();
@@ -199,8 +202,8 @@ impl DecisionCore {
 
     /// A message's event and the hash of its id, or why it is invalid.
     fn decode<'m>(&self, message: &Message<'m>) -> Decoded<'m> {
-        let event = decode(message.value, self.config.max_event_bytes)
-            .and_then(|event| check_key(event, message.key_check, message.source.partition))?;
+        let event = decode(message.value, self.config.max_event_bytes)?;
+        check_key(&event, message.key_check, message.source.partition)?;
         let id = event_id_hash(&event.event_id);
         Ok((event, id))
     }
@@ -209,17 +212,14 @@ impl DecisionCore {
     fn decide(
         &mut self,
         source: Source,
-        decoded: Decoded<'_>,
+        decoded: &Decoded<'_>,
         located: &Located,
         out: &mut Vec<u8>,
     ) -> Verdict {
         let (event, id) = match decoded {
-            Ok(decoded) => decoded,
+            Ok((event, id)) => (event, *id),
             Err(invalid) => {
-                let decision = Decision::Invalid {
-                    source,
-                    invalid: &invalid,
-                };
+                let decision = Decision::Invalid { source, invalid };
                 encode_decision(&decision, out);
                 return verdict(&decision);
             }
@@ -228,10 +228,7 @@ impl DecisionCore {
         self.watermark = self.watermark.max(event.ts);
         let campaigns_evicted = self.state.advance(self.watermark);
         if self.dedup.check_and_remember(id, event.ts, self.watermark) {
-            let decision = Decision::Duplicate {
-                source,
-                event: &event,
-            };
+            let decision = Decision::Duplicate { source, event };
             encode_decision(&decision, out);
             return Verdict {
                 campaigns_evicted,
@@ -239,14 +236,14 @@ impl DecisionCore {
             };
         }
 
-        let ruling = self.state.apply(&event, located);
+        let ruling = self.state.apply(event, located);
         let issue_results = match event.event_type() {
             EventType::Issue => self.state.issue_results(),
             _ => &[],
         };
         let decision = Decision::Ruled {
             source,
-            event: &event,
+            event,
             ruling,
             issue_results,
         };
@@ -284,13 +281,13 @@ fn verdict(decision: &Decision<'_>) -> Verdict {
     }
 }
 
-fn check_key<'a>(
-    event: Event<'a>,
+fn check_key(
+    event: &Event<'_>,
     check: Option<KeyCheck<'_>>,
     partition: i32,
-) -> Result<Event<'a>, Invalid> {
+) -> Result<(), Invalid> {
     let Some(check) = check else {
-        return Ok(event);
+        return Ok(());
     };
     let seller = event.seller_id.as_bytes();
     if check.key != Some(seller) {
@@ -318,7 +315,7 @@ fn check_key<'a>(
             ));
         }
     }
-    Ok(event)
+    Ok(())
 }
 
 #[cfg(test)]

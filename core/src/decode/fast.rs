@@ -50,7 +50,9 @@ const RELEASE: u32 = COMMON | mask(Field::required_for(EventType::Release));
 pub(super) fn decode_fast(value: &[u8]) -> Option<Event<'_>> {
     // Strings are sliced from the text: their bounds are ASCII quotes, so
     // every slice of valid UTF-8 between them is valid UTF-8 too.
-    let text = std::str::from_utf8(value).ok()?;
+    // SIMD validation, chosen at run time: about half the instructions of
+    // std's on an event's ~150 bytes (callgrind).
+    let text = simdutf8::basic::from_utf8(value).ok()?;
     let mut cursor = Cursor {
         text,
         bytes: value,
@@ -161,6 +163,12 @@ impl<'a> Cursor<'a> {
     }
 
     fn skip_ws(&mut self) {
+        // Producers mostly write no whitespace at all, and every JSON
+        // whitespace byte is at most a space: one comparison for the
+        // common case.
+        if self.bytes.get(self.pos).is_none_or(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes.get(self.pos) {
             self.pos += 1;
         }
