@@ -26,21 +26,35 @@ pub fn send_waiting<C: ProducerContext>(
 
 /// [`send_waiting`], giving up with the queue-full error once `stop` says
 /// so.
+// The closure's error is rdkafka's own `send` result: the record comes back
+// with the error, as large as it is.
+#[allow(clippy::result_large_err)]
 pub fn send_waiting_until<C: ProducerContext>(
     producer: &ThreadedProducer<C>,
-    mut record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
+    record: BaseRecord<'_, [u8], [u8], C::DeliveryOpaque>,
     stop: &dyn Fn() -> bool,
+) -> Result<(), KafkaError> {
+    retry_while_full(record, stop, |record| producer.send(record))
+}
+
+/// Offers `item` to `try_send` until it is taken, retrying for as long as
+/// `try_send` hands it back with a full queue and giving up with that error
+/// once `stop` says so; any other error is returned at once.
+pub fn retry_while_full<T>(
+    mut item: T,
+    stop: &dyn Fn() -> bool,
+    mut try_send: impl FnMut(T) -> Result<(), (KafkaError, T)>,
 ) -> Result<(), KafkaError> {
     let mut waited = Duration::ZERO;
     let mut next_warning = WARN_EVERY;
     loop {
-        match producer.send(record) {
+        match try_send(item) {
             Ok(()) => return Ok(()),
             Err((error @ KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 if stop() {
                     return Err(error);
                 }
-                record = back;
+                item = back;
                 if waited >= next_warning {
                     warn!(
                         message = "Producer queue full; waiting for the broker.",

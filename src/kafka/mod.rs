@@ -16,4 +16,5 @@ pub mod service;
 pub mod sink;
 pub mod snapshot_child;
 pub mod state_store;
+pub mod topic_handle;
 pub mod topics;

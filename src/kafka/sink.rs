@@ -15,8 +15,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::kafka::backpressure::send_waiting_until;
+use crate::kafka::backpressure::{retry_while_full, send_waiting_until};
 use crate::kafka::config::KafkaConfig;
+use crate::kafka::topic_handle::TopicHandle;
 use crate::ops::health::Health;
 use crate::ops::telemetry;
 
@@ -112,8 +113,9 @@ pub struct DeadLetter<'a> {
 }
 
 pub struct DecisionSink {
+    /// Declared before `producer`, so it is released first.
+    output: TopicHandle,
     producer: ThreadedProducer<AckContext>,
-    output_topic: String,
     dlq_topic: String,
 }
 
@@ -127,8 +129,8 @@ impl DecisionSink {
             .decision_producer_config()
             .create_with_context(AckContext { acks, health })?;
         Ok(DecisionSink {
+            output: TopicHandle::new(&producer, &config.output_topic)?,
             producer,
-            output_topic: config.output_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
         })
     }
@@ -143,15 +145,13 @@ impl DecisionSink {
         timestamp: Option<i64>,
         decision: &[u8],
     ) -> Result<(), KafkaError> {
-        let mut record = BaseRecord::with_opaque_to(&self.output_topic, tag(partition, offset))
-            .payload(decision);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(timestamp) = timestamp {
-            record = record.timestamp(timestamp);
-        }
-        self.send(record)
+        let health = &self.producer.context().health;
+        let opaque = tag(partition, offset);
+        retry_while_full((), &|| health.is_stopping(), |()| {
+            self.output
+                .produce(decision, key, timestamp, opaque)
+                .map_err(|code| (KafkaError::MessageProduction(code), ()))
+        })
     }
 
     /// Produces an invalid input value, byte for byte, to the dead-letter
