@@ -1,14 +1,17 @@
 //! [`send_waiting`]: enqueue a record, waiting while librdkafka's queue is
 //! full (the broker is slow or away): backpressure, never a dropped record.
-//! Every producer of the crate enqueues through it; [`send_waiting_until`]
-//! gives up when told to (shutdown, a deadline), so a full queue during a
-//! broker outage never holds a shutdown.
+//! Every producer of the crate enqueues through it or through
+//! [`produce_waiting_until`], its form for a [`TopicHandle`];
+//! [`send_waiting_until`] gives up when told to (shutdown, a deadline), so a
+//! full queue during a broker outage never holds a shutdown.
 
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use tracing::warn;
+
+use crate::kafka::topic_handle::TopicHandle;
 
 /// Pause between two tries on a full queue.
 const RETRY_PAUSE: Duration = Duration::from_millis(2);
@@ -37,10 +40,28 @@ pub fn send_waiting_until<C: ProducerContext>(
     retry_while_full(record, stop, |record| producer.send(record))
 }
 
+/// Enqueues a record through `topic` ([`TopicHandle::produce`]), retrying
+/// for as long as the queue is full and giving up with the queue-full error
+/// once `stop` says so; returns any other error at once.
+pub fn produce_waiting_until(
+    topic: &TopicHandle,
+    payload: &[u8],
+    key: Option<&[u8]>,
+    timestamp: Option<i64>,
+    opaque: usize,
+    stop: &dyn Fn() -> bool,
+) -> Result<(), KafkaError> {
+    retry_while_full((), stop, |()| {
+        topic
+            .produce(payload, key, timestamp, opaque)
+            .map_err(|code| (KafkaError::MessageProduction(code), ()))
+    })
+}
+
 /// Offers `item` to `try_send` until it is taken, retrying for as long as
 /// `try_send` hands it back with a full queue and giving up with that error
 /// once `stop` says so; any other error is returned at once.
-pub fn retry_while_full<T>(
+fn retry_while_full<T>(
     mut item: T,
     stop: &dyn Fn() -> bool,
     mut try_send: impl FnMut(T) -> Result<(), (KafkaError, T)>,

@@ -15,7 +15,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::kafka::backpressure::{retry_while_full, send_waiting_until};
+use crate::kafka::backpressure::{produce_waiting_until, send_waiting_until};
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::topic_handle::TopicHandle;
 use crate::ops::health::Health;
@@ -145,12 +145,9 @@ impl DecisionSink {
         timestamp: Option<i64>,
         decision: &[u8],
     ) -> Result<(), KafkaError> {
-        let health = &self.producer.context().health;
         let opaque = tag(partition, offset);
-        retry_while_full((), &|| health.is_stopping(), |()| {
-            self.output
-                .produce(decision, key, timestamp, opaque)
-                .map_err(|code| (KafkaError::MessageProduction(code), ()))
+        produce_waiting_until(&self.output, decision, key, timestamp, opaque, &|| {
+            self.stopping()
         })
     }
 
@@ -202,8 +199,13 @@ impl DecisionSink {
     /// Gives up once the processor is stopping, so a shutdown is not held
     /// by a full queue.
     fn send(&self, record: BaseRecord<'_, [u8], [u8], usize>) -> Result<(), KafkaError> {
-        let health = &self.producer.context().health;
-        send_waiting_until(&self.producer, record, &|| health.is_stopping())
+        send_waiting_until(&self.producer, record, &|| self.stopping())
+    }
+
+    /// Whether the processor is stopping: a send waiting on a full queue
+    /// then gives up.
+    fn stopping(&self) -> bool {
+        self.producer.context().health.is_stopping()
     }
 
     /// Waits until every enqueued record is acknowledged or `timeout` passes.

@@ -1,7 +1,7 @@
 //! The benchmark baseline: a plain consume-and-produce copy of the input
 //! topic to the output topic, with the processor's own client settings
-//! ([`KafkaConfig`]), batch polling and backpressure, and no decision
-//! work. `bench --baseline` compares the processor against it: whatever the
+//! ([`KafkaConfig`]), batch polling, backpressure and enqueueing through a
+//! topic handle, and no decision work. `bench --baseline` compares the processor against it: whatever the
 //! copy cannot beat is the broker's and librdkafka's ceiling, not the
 //! processor's. It commits no offsets (a benchmark reads from the start).
 
@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Timestamp};
 
-use crate::kafka::backpressure::send_waiting;
+use crate::kafka::backpressure::produce_waiting_until;
 use crate::kafka::config::KafkaConfig;
 use crate::kafka::processor::{ProcessorError, subscribed};
+use crate::kafka::topic_handle::TopicHandle;
 use crate::ops::health::Health;
 
 struct CopyContext {
@@ -49,6 +50,14 @@ pub fn copy(
             client: "producer",
             source,
         })?;
+    // Enqueued through a handle, as the processor's decisions are
+    // ([`TopicHandle`]); declared after the producer, so it drops first.
+    let output = TopicHandle::new(&producer, &config.output_topic).map_err(|source| {
+        ProcessorError::Client {
+            client: "producer",
+            source,
+        }
+    })?;
     let consumer: BaseConsumer<CopyContext> = subscribed(
         config,
         config.consumer_config().set("statistics.interval.ms", "0"),
@@ -67,15 +76,13 @@ pub fn copy(
             let Ok(m) = polled else {
                 break;
             };
-            let mut record = BaseRecord::<[u8], [u8]>::to(&config.output_topic)
-                .payload(m.payload().unwrap_or_default());
-            if let Some(key) = m.key() {
-                record = record.key(key);
-            }
-            if let Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) = m.timestamp() {
-                record = record.timestamp(ts);
-            }
-            send_waiting(&producer, record).map_err(ProcessorError::Produce)?;
+            let timestamp = match m.timestamp() {
+                Timestamp::CreateTime(ts) | Timestamp::LogAppendTime(ts) => Some(ts),
+                Timestamp::NotAvailable => None,
+            };
+            let payload = m.payload().unwrap_or_default();
+            produce_waiting_until(&output, payload, m.key(), timestamp, 0, &|| false)
+                .map_err(ProcessorError::Produce)?;
             copied += 1;
         }
     }
