@@ -154,6 +154,21 @@ fn bad_flags_are_one_line_and_exit_2() {
             "retention 9007199254740992 ms exceeds",
         );
     }
+    for (flag, value, expected) in [
+        ("--state-topic", "", "cannot be empty"),
+        ("--input-topic", "coupon events", "not a legal topic name"),
+        ("--output-topic", "..", "not a legal topic name"),
+        ("--dlq-topic", "dlq/1", "not a legal topic name"),
+    ] {
+        assert_usage_error(
+            &bin().args(["run", flag, value]).output().unwrap(),
+            expected,
+        );
+    }
+    assert_usage_error(
+        &bin().args(["loadgen", "--topic", ""]).output().unwrap(),
+        "cannot be empty",
+    );
     assert_usage_error(&bin().arg("frobnicate").output().unwrap(), "frobnicate");
     assert_usage_error(
         &bin().args(["run", "-X", "novalue"]).output().unwrap(),

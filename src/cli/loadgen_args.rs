@@ -7,7 +7,7 @@ use clap::Args;
 use coupon_stream_core::workload::WorkloadConfig;
 
 use super::{KafkaClientArgs, ProfileArg};
-use crate::kafka::config::INPUT_TOPIC_DEFAULT;
+use crate::kafka::config::{INPUT_TOPIC_DEFAULT, parse_topic};
 
 #[derive(Args, Debug)]
 pub struct LoadgenArgs {
@@ -38,7 +38,7 @@ pub struct LoadgenArgs {
     #[command(flatten)]
     pub kafka: KafkaClientArgs,
     /// Topic to produce to.
-    #[arg(long, env = "COUPON_STREAM_INPUT_TOPIC", default_value = INPUT_TOPIC_DEFAULT)]
+    #[arg(long, env = "COUPON_STREAM_INPUT_TOPIC", default_value = INPUT_TOPIC_DEFAULT, value_parser = parse_topic)]
     pub topic: String,
     /// Most events per second when producing; 0 for as fast as possible.
     #[arg(long, env = "COUPON_STREAM_LOADGEN_RATE", default_value_t = 0)]

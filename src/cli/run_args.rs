@@ -11,7 +11,7 @@ use crate::kafka::config::{
     Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT, RESTORE_THREADS_DEFAULT,
     RESTORE_TIMEOUT_MS_DEFAULT, SESSION_TIMEOUT_MS_DEFAULT, SNAPSHOT_INTERVAL_MS_DEFAULT,
     STATE_TOPIC_DEFAULT, TOPIC_WAIT_TIMEOUT_MS_DEFAULT, TRANSACTION_TIMEOUT_MS_DEFAULT,
-    default_transactional_id, parse_property,
+    default_transactional_id, parse_property, parse_topic,
 };
 use crate::kafka::topics::StateTopicPolicy;
 
@@ -35,13 +35,13 @@ pub struct RunArgs {
     #[arg(long, env = "COUPON_STREAM_GROUP_ID", default_value = GROUP_ID_DEFAULT)]
     pub group_id: String,
     /// Topic of input events, keyed by seller_id.
-    #[arg(long, env = "COUPON_STREAM_INPUT_TOPIC", default_value = INPUT_TOPIC_DEFAULT)]
+    #[arg(long, env = "COUPON_STREAM_INPUT_TOPIC", default_value = INPUT_TOPIC_DEFAULT, value_parser = parse_topic)]
     pub input_topic: String,
     /// Topic decisions are produced to.
-    #[arg(long, env = "COUPON_STREAM_OUTPUT_TOPIC", default_value = OUTPUT_TOPIC_DEFAULT)]
+    #[arg(long, env = "COUPON_STREAM_OUTPUT_TOPIC", default_value = OUTPUT_TOPIC_DEFAULT, value_parser = parse_topic)]
     pub output_topic: String,
     /// Topic invalid input values are copied to.
-    #[arg(long, env = "COUPON_STREAM_DLQ_TOPIC", default_value = DLQ_TOPIC_DEFAULT)]
+    #[arg(long, env = "COUPON_STREAM_DLQ_TOPIC", default_value = DLQ_TOPIC_DEFAULT, value_parser = parse_topic)]
     pub dlq_topic: String,
     /// Do not check that each message sits on murmur2(seller_id) mod partition count.
     #[arg(long, env = "COUPON_STREAM_NO_VERIFY_PARTITIONING")]
@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(long, env = "COUPON_STREAM_DRAIN_TIMEOUT_MS", default_value_t = DRAIN_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub drain_timeout_ms: u64,
     /// Topic of partition snapshots (durable state): compacted, at least as many partitions as the input; created at start-up when missing.
-    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC", default_value = STATE_TOPIC_DEFAULT)]
+    #[arg(long, env = "COUPON_STREAM_STATE_TOPIC", default_value = STATE_TOPIC_DEFAULT, value_parser = parse_topic)]
     pub state_topic: String,
     /// How often each partition's state is snapshotted, in milliseconds; 0 turns durable state off.
     #[arg(long, env = "COUPON_STREAM_SNAPSHOT_INTERVAL_MS", default_value_t = SNAPSHOT_INTERVAL_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(0..=86_400_000))]

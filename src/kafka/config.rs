@@ -238,9 +238,45 @@ pub fn parse_property(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// Longest topic name Kafka accepts.
+const TOPIC_NAME_MAX: usize = 249;
+
+/// Parses a topic name flag with Kafka's rules (1 to 249 of `a-z`, `A-Z`,
+/// `0-9`, `.`, `_`, `-`; not `.` or `..`), so a mistyped or empty name is
+/// a usage error at once instead of a wait for a topic that can never
+/// exist.
+pub fn parse_topic(s: &str) -> Result<String, String> {
+    let legal = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    if s.is_empty() {
+        Err("a topic name cannot be empty".to_owned())
+    } else if s.len() > TOPIC_NAME_MAX {
+        Err(format!(
+            "topic name longer than {TOPIC_NAME_MAX} characters"
+        ))
+    } else if s == "." || s == ".." {
+        Err(format!("{s:?} is not a legal topic name"))
+    } else if let Some(c) = s.chars().find(|c| !c.is_ascii() || !legal(*c as u8)) {
+        Err(format!(
+            "{s:?} is not a legal topic name: {c:?} (use a-z, A-Z, 0-9, '.', '_', '-')"
+        ))
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topic_names_follow_kafkas_rules() {
+        for ok in ["coupon-events", "a", "a.b_c-D9", &"x".repeat(249)] {
+            assert_eq!(parse_topic(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", ".", "..", "has space", "é", "a/b", &"x".repeat(250)] {
+            assert!(parse_topic(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn properties_pass_through_and_win() {
