@@ -52,9 +52,10 @@ pub const CAMPAIGNS_EVICTED: &str = "coupon_stream_campaigns_evicted_total";
 pub const INPUT_PARTITIONS: &str = "coupon_stream_input_partitions";
 pub const RESTORING_PARTITIONS: &str = "coupon_stream_restoring_partitions";
 pub const GROUP_REJOINS: &str = "coupon_stream_group_rejoins_total";
+pub const INPUT_OFFSETS_SKIPPED: &str = "coupon_stream_input_offsets_skipped_total";
 
 /// Every name above, for tests and docs.
-pub const ALL: [&str; 28] = [
+pub const ALL: [&str; 29] = [
     EVENTS_CONSUMED,
     DECISIONS,
     INVALID_EVENTS,
@@ -83,6 +84,7 @@ pub const ALL: [&str; 28] = [
     INPUT_PARTITIONS,
     RESTORING_PARTITIONS,
     GROUP_REJOINS,
+    INPUT_OFFSETS_SKIPPED,
 ];
 
 /// Event-time lag buckets (s): from 1 ms to 10 min, for both live traffic
@@ -140,6 +142,7 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
         SNAPSHOT_FAILURES,
         CAMPAIGNS_EVICTED,
         GROUP_REJOINS,
+        INPUT_OFFSETS_SKIPPED,
     ] {
         counter!(name).absolute(0);
     }
@@ -162,6 +165,10 @@ fn describe() {
         "Invalid values copied to the dead-letter topic."
     );
     describe_counter!(COUPONS_ISSUED, "Coupons issued (budget burn).");
+    describe_counter!(
+        INPUT_OFFSETS_SKIPPED,
+        "Input offsets the consumer passed over without a record: transaction markers of a transactional producer, or records the broker did not deliver."
+    );
     describe_histogram!(
         BATCH_DURATION,
         Unit::Seconds,

@@ -29,6 +29,8 @@ pub struct RunSummary {
     pub messages: u64,
     pub invalid: u64,
     pub coupons_issued: u64,
+    /// Input offsets passed over without a record (see [`decide_partition`]).
+    pub offsets_skipped: u64,
 }
 
 impl RunSummary {
@@ -36,6 +38,7 @@ impl RunSummary {
         self.messages += other.messages;
         self.invalid += other.invalid;
         self.coupons_issued += other.coupons_issued;
+        self.offsets_skipped += other.offsets_skipped;
     }
 }
 
@@ -130,6 +133,14 @@ pub(super) fn decide(
 
 /// Decides one partition's share of a batch, in offset order, and enqueues
 /// its decisions and dead letters.
+///
+/// Counts the input offsets passed over: after the partition's first
+/// record (or, before it, from the committed offset its state was restored
+/// at, where the consumer starts), each record should be at the offset
+/// after the last. Kafka leaves such gaps for the commit and abort markers
+/// of a transactional producer (and for compaction, which an input topic
+/// should not have); any other gap is input the broker did not deliver,
+/// and the partition's state has missed it.
 fn decide_partition(
     state: &mut Active,
     partition: i32,
@@ -143,6 +154,8 @@ fn decide_partition(
     let mut taken: Vec<&Input<'_>> = Vec::with_capacity(inputs.len());
     let mut messages: Vec<Message<'_>> = Vec::with_capacity(inputs.len());
     let mut next = state.next_offset();
+    let mut expected = next.or((state.committed >= 0).then_some(state.committed));
+    let mut offsets_skipped = 0;
     let mut out_of_range = None;
     for input in inputs {
         let offset = input.offset;
@@ -158,7 +171,11 @@ fn decide_partition(
             out_of_range = Some(ProcessorError::OutOfRange(partition, offset));
             break;
         }
+        if let Some(expected) = expected.filter(|&e| offset > e) {
+            offsets_skipped += (offset - expected) as u64;
+        }
         next = Some(offset + 1);
+        expected = next;
         if offset < state.skip_below {
             // Decided and acknowledged before the restored snapshot.
             state
@@ -177,7 +194,10 @@ fn decide_partition(
             }),
         });
     }
-    let mut summary = RunSummary::default();
+    let mut summary = RunSummary {
+        offsets_skipped,
+        ..RunSummary::default()
+    };
     let Active {
         core,
         out,

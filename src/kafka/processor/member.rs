@@ -88,6 +88,9 @@ pub(super) struct Timers {
     progress: Instant,
     /// The last warning about invalid input, and the total it reported.
     invalid_warned: Option<(Instant, u64)>,
+    /// The last warning about skipped input offsets, and the total it
+    /// reported.
+    skipped_warned: Option<(Instant, u64)>,
 }
 
 impl Timers {
@@ -97,6 +100,7 @@ impl Timers {
             snapshot: now,
             progress: now,
             invalid_warned: None,
+            skipped_warned: None,
         }
     }
 }
@@ -203,6 +207,10 @@ impl Member {
         self.summary.messages += summary.messages;
         self.summary.invalid += summary.invalid;
         self.summary.coupons_issued += summary.coupons_issued;
+        if summary.offsets_skipped > 0 {
+            self.summary.offsets_skipped += summary.offsets_skipped;
+            metrics::counter!(telemetry::INPUT_OFFSETS_SKIPPED).increment(summary.offsets_skipped);
+        }
         metrics::histogram!(telemetry::BATCH_DURATION).record(started.elapsed().as_secs_f64());
         match failed {
             None => Ok(()),
@@ -255,6 +263,7 @@ impl Member {
         }
         self.watch_idle(now);
         self.warn_invalid(now);
+        self.warn_skipped(now);
         if now.duration_since(self.timers.progress) >= PROGRESS_INTERVAL {
             self.log_progress();
             self.timers.progress = now;
@@ -376,6 +385,25 @@ impl Member {
                 dlq = %self.config.dlq_topic
             );
             self.timers.invalid_warned = Some((now, total));
+        }
+    }
+
+    fn warn_skipped(&mut self, now: Instant) {
+        let total = self.summary.offsets_skipped;
+        let warned = self.timers.skipped_warned.map_or(0, |(_, n)| n);
+        if total > warned
+            && self
+                .timers
+                .skipped_warned
+                .is_none_or(|(at, _)| now.duration_since(at) >= INVALID_WARNING_INTERVAL)
+        {
+            warn!(
+                message = "Input offsets passed over without a record; if the input topic has no transactional producer, the broker did not deliver them and the state has missed them.",
+                since_last_warning = total - warned,
+                total,
+                input = %self.config.input_topic
+            );
+            self.timers.skipped_warned = Some((now, total));
         }
     }
 
