@@ -104,7 +104,12 @@ impl PartitionReader {
             // silently starting elsewhere: a restore must be exact.
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "10")
-            .set("queued.max.messages.kbytes", "262144");
+            .set("queued.max.messages.kbytes", "262144")
+            // As the processor's consumer (`KafkaConfig::consumer_config`):
+            // librdkafka's default pauses fetching for 1 s whenever the
+            // local queue is past its threshold, and a replay that decides
+            // faster then waits on an empty queue.
+            .set("fetch.queue.backoff.ms", "50");
         for (k, v) in properties {
             if !k.starts_with("group.") && k != "statistics.interval.ms" {
                 config.set(k, v);
