@@ -15,6 +15,15 @@ pub const OUTPUT_TOPIC_DEFAULT: &str = "coupon-decisions";
 pub const DLQ_TOPIC_DEFAULT: &str = "coupon-events-dlq";
 pub const STATE_TOPIC_DEFAULT: &str = "coupon-state";
 pub const BATCH_MESSAGES_MAX_DEFAULT: usize = 10_000;
+/// librdkafka's `fetch.queue.backoff.ms` for every reading client (the
+/// processor's consumer, the restore reader). Once a partition's local
+/// queue is past its threshold, librdkafka pauses that partition's fetching
+/// for this long (default 1 s), and a reader deciding faster than that
+/// empties the queue and waits: draining a 2 M event backlog from Tansu,
+/// the default averaged about 290,000 events/s in bursts with idle seconds
+/// between, 50 ms 550,000-630,000; a restore's replay ran 4x faster
+/// (docs/PERFORMANCE.md).
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "50";
 pub const DRAIN_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 pub const SNAPSHOT_INTERVAL_MS_DEFAULT: u64 = 60_000;
 pub const RESTORE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
@@ -154,14 +163,7 @@ impl KafkaConfig {
             .set("fetch.min.bytes", "1")
             .set("fetch.wait.max.ms", "5")
             .set("queued.min.messages", "200000")
-            // Once a partition's local queue is past its threshold,
-            // librdkafka pauses that partition's fetching for this long
-            // (default 1 s), and a processor deciding faster than that
-            // empties the queue and waits: draining a 2 M event backlog
-            // from Tansu, the default averaged about 290,000 events/s in
-            // bursts with idle seconds between, 50 ms 550,000-630,000
-            // (docs/PERFORMANCE.md).
-            .set("fetch.queue.backoff.ms", "50")
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
             // Consumer lag per partition and broker state, for the metrics.
             .set("statistics.interval.ms", "5000");
         self.apply_properties(&mut c);

@@ -16,6 +16,8 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
+use crate::kafka::config::FETCH_QUEUE_BACKOFF_MS;
+
 /// Longest single broker call; longer waits are retried in slices so a
 /// cancel is seen.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -105,11 +107,7 @@ impl PartitionReader {
             .set("auto.offset.reset", "error")
             .set("fetch.wait.max.ms", "10")
             .set("queued.max.messages.kbytes", "262144")
-            // As the processor's consumer (`KafkaConfig::consumer_config`):
-            // librdkafka's default pauses fetching for 1 s whenever the
-            // local queue is past its threshold, and a replay that decides
-            // faster then waits on an empty queue.
-            .set("fetch.queue.backoff.ms", "50");
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
         for (k, v) in properties {
             if !k.starts_with("group.") && k != "statistics.interval.ms" {
                 config.set(k, v);

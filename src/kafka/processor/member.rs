@@ -31,8 +31,9 @@ use crate::ops::telemetry::{self, Progress};
 
 /// How often a progress line is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
-/// At most one warning about invalid input per this interval.
-const INVALID_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// At most one warning of a kind (invalid input, skipped offsets) per
+/// this interval.
+const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// Poll wait while nothing is restoring; shorter while something is, so a
 /// restored partition is resumed promptly.
 const POLL_IDLE: Duration = Duration::from_millis(100);
@@ -86,11 +87,29 @@ pub(super) struct Timers {
     commit: Instant,
     snapshot: Instant,
     progress: Instant,
-    /// The last warning about invalid input, and the total it reported.
-    invalid_warned: Option<(Instant, u64)>,
-    /// The last warning about skipped input offsets, and the total it
-    /// reported.
-    skipped_warned: Option<(Instant, u64)>,
+    invalid_warned: Throttle,
+    skipped_warned: Throttle,
+}
+
+/// A warning about a growing total, logged at most once per
+/// [`WARNING_INTERVAL`] and only when the total grew: remembers the last
+/// one and the total it reported.
+#[derive(Default)]
+struct Throttle(Option<(Instant, u64)>);
+
+impl Throttle {
+    /// How much `total` grew since the last warning, when a warning is due
+    /// now (which it then records).
+    fn due(&mut self, now: Instant, total: u64) -> Option<u64> {
+        let warned = self.0.map_or(0, |(_, n)| n);
+        let quiet = self
+            .0
+            .is_none_or(|(at, _)| now.duration_since(at) >= WARNING_INTERVAL);
+        (total > warned && quiet).then(|| {
+            self.0 = Some((now, total));
+            total - warned
+        })
+    }
 }
 
 impl Timers {
@@ -99,8 +118,8 @@ impl Timers {
             commit: now,
             snapshot: now,
             progress: now,
-            invalid_warned: None,
-            skipped_warned: None,
+            invalid_warned: Throttle::default(),
+            skipped_warned: Throttle::default(),
         }
     }
 }
@@ -371,39 +390,25 @@ impl Member {
 
     fn warn_invalid(&mut self, now: Instant) {
         let total = self.summary.invalid;
-        let warned = self.timers.invalid_warned.map_or(0, |(_, n)| n);
-        if total > warned
-            && self
-                .timers
-                .invalid_warned
-                .is_none_or(|(at, _)| now.duration_since(at) >= INVALID_WARNING_INTERVAL)
-        {
+        if let Some(since_last_warning) = self.timers.invalid_warned.due(now, total) {
             warn!(
                 message = "Invalid input values; each got an `invalid` decision and a copy in the dead-letter topic.",
-                since_last_warning = total - warned,
+                since_last_warning,
                 total,
                 dlq = %self.config.dlq_topic
             );
-            self.timers.invalid_warned = Some((now, total));
         }
     }
 
     fn warn_skipped(&mut self, now: Instant) {
         let total = self.summary.offsets_skipped;
-        let warned = self.timers.skipped_warned.map_or(0, |(_, n)| n);
-        if total > warned
-            && self
-                .timers
-                .skipped_warned
-                .is_none_or(|(at, _)| now.duration_since(at) >= INVALID_WARNING_INTERVAL)
-        {
+        if let Some(since_last_warning) = self.timers.skipped_warned.due(now, total) {
             warn!(
                 message = "Input offsets passed over without a record; if the input topic has no transactional producer, the broker did not deliver them and the state has missed them.",
-                since_last_warning = total - warned,
+                since_last_warning,
                 total,
                 input = %self.config.input_topic
             );
-            self.timers.skipped_warned = Some((now, total));
         }
     }
 
@@ -439,4 +444,21 @@ fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_throttled_warning_reports_growth_at_most_once_per_interval() {
+        let start = Instant::now();
+        let mut throttle = Throttle::default();
+        assert_eq!(throttle.due(start, 0), None, "nothing to report");
+        assert_eq!(throttle.due(start, 5), Some(5));
+        assert_eq!(throttle.due(start + Duration::from_secs(1), 9), None);
+        let later = start + WARNING_INTERVAL;
+        assert_eq!(throttle.due(later, 9), Some(4));
+        assert_eq!(throttle.due(later + WARNING_INTERVAL, 9), None, "no growth");
+    }
 }
