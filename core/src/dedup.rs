@@ -8,7 +8,8 @@
 //! An id is its 128-bit xxh3 hash (a false duplicate needs a collision among
 //! the ids of one window: about n^2 / 2^129, below 1e-20 for a billion ids).
 //! Each remembered id has an entry (its hash's low 64 bits, the high 64 bits
-//! as a check, its first-seen `ts`) in a dense list, found through a
+//! as a check, its first-seen `ts`) in a dense list (a [`ChunkedVec`]: a
+//! growing window never copies its entries), found through a
 //! [`HandleTable`] keyed by the low 64 bits: a check reads one line of the
 //! index and the entry, and a batch can start fetching both ahead
 //! ([`DedupWindow::prefetch_index`], [`DedupWindow::prefetch_entry`]).
@@ -30,6 +31,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::chunked::ChunkedVec;
 use crate::handle_table::HandleTable;
 use crate::prefetch::prefetch;
 
@@ -60,6 +62,9 @@ impl Seen {
     }
 }
 
+/// Entries per chunk of the list: 1.5 MiB.
+const ENTRIES_PER_CHUNK: usize = 1 << 16;
+
 /// The `ts` of a free entry (a valid `ts` is at most 2^53-1).
 const FREE: u64 = u64::MAX;
 
@@ -77,7 +82,7 @@ pub struct DedupWindow {
     swept_period: u64,
     /// The remembered ids, in no particular order, and free entries
     /// (`ts` [`FREE`]) that the next new ids take.
-    entries: Vec<Seen>,
+    entries: ChunkedVec<Seen, ENTRIES_PER_CHUNK>,
     /// Positions of the free entries.
     free: Vec<u32>,
     /// An id's low 64 bits -> its position in `entries`. The low bits are
@@ -109,7 +114,7 @@ impl DedupWindow {
             bucket_ms: (window_ms / BUCKETS_PER_WINDOW).max(1),
             sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
             swept_period: 0,
-            entries: Vec::new(),
+            entries: ChunkedVec::new(),
             free: Vec::new(),
             index: HandleTable::default(),
             overflow: BTreeMap::new(),
@@ -175,10 +180,7 @@ impl DedupWindow {
                 self.entries[at as usize] = seen;
                 at
             }
-            None if self.entries.len() < ENTRIES_MAX => {
-                self.entries.push(seen);
-                (self.entries.len() - 1) as u32
-            }
+            None if self.entries.len() < ENTRIES_MAX => self.entries.push(seen) as u32,
             None => return false,
         };
         let entries = &self.entries;
@@ -326,7 +328,7 @@ impl DedupWindow {
     /// Heap bytes held: the entries and the index by capacity, and the side
     /// map's entries (rarely any) at 64 bytes each.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Seen>()
+        self.entries.heap_bytes()
             + self.free.capacity() * std::mem::size_of::<u32>()
             + self.index.heap_bytes()
             + self.overflow.len() * 64

@@ -16,6 +16,7 @@ use std::hash::BuildHasher;
 
 use hashbrown::DefaultHashBuilder;
 
+use crate::chunked::ChunkedVec;
 use crate::handle_table::HandleTable;
 use crate::prefetch::prefetch;
 
@@ -28,7 +29,8 @@ const _: () = assert!(ID_BYTES_MAX < CHUNK_BYTES);
 /// Most strings one interner holds: handles are `u32`.
 pub const INTERNED_MAX: usize = u32::MAX as usize;
 
-/// Slots per slot chunk: slots grow by whole chunks, never by copying.
+/// Slots per slot chunk: past the first, slots grow by whole chunks, never
+/// by copying.
 const SLOTS_PER_CHUNK: usize = 8192;
 
 /// A handle's slot: an id of up to [`INLINE_MAX`] bytes, its length in the
@@ -39,6 +41,8 @@ const SLOT_BYTES: usize = 16;
 const INLINE_MAX: usize = SLOT_BYTES - 1;
 const IN_ARENA: u8 = u8::MAX;
 const _: () = assert!(INLINE_MAX < IN_ARENA as usize);
+
+type Slots = ChunkedVec<Slot, SLOTS_PER_CHUNK>;
 
 /// A span packs `chunk << 32 | offset << 8 | len`.
 const LEN_BITS: u32 = 8;
@@ -63,9 +67,8 @@ pub struct Probe {
 #[derive(Default)]
 pub struct Interner {
     table: HandleTable,
-    /// Slot of each handle, in chunks of [`SLOTS_PER_CHUNK`].
-    slots: Vec<Vec<Slot>>,
-    len: usize,
+    /// Slot of each handle, at the handle's position.
+    slots: Slots,
     /// Arena of the ids longer than [`INLINE_MAX`] bytes.
     chunks: Vec<Vec<u8>>,
     hasher: DefaultHashBuilder,
@@ -75,7 +78,7 @@ pub struct Interner {
 impl std::fmt::Debug for Interner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Interner")
-            .field("len", &self.len)
+            .field("len", &self.slots.len())
             .finish_non_exhaustive()
     }
 }
@@ -86,11 +89,11 @@ impl Interner {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.slots.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.slots.is_empty()
     }
 
     /// The hash of `s` in this interner, which the `_hashed` lookups take
@@ -125,11 +128,7 @@ impl Interner {
     pub fn prefetch_slot(&self, hash: u64) {
         if let Some(id) = self.table.likely(hash) {
             let id = id as usize;
-            if let Some(slot) = self
-                .slots
-                .get(id / SLOTS_PER_CHUNK)
-                .and_then(|chunk| chunk.get(id % SLOTS_PER_CHUNK))
-            {
+            if let Some(slot) = self.slots.get(id) {
                 prefetch(slot);
             }
         }
@@ -173,10 +172,10 @@ impl Interner {
             return Err(InternError::TooLong(bytes.len()));
         }
         let hash = probe.hash;
-        if self.len >= INTERNED_MAX {
+        if self.slots.len() >= INTERNED_MAX {
             return Err(InternError::Full);
         }
-        let id = self.len as u32;
+        let id = self.slots.len() as u32;
         let mut slot: Slot = [0; SLOT_BYTES];
         if bytes.len() <= INLINE_MAX {
             slot[..bytes.len()].copy_from_slice(bytes);
@@ -186,15 +185,7 @@ impl Interner {
             slot[..8].copy_from_slice(&span.to_le_bytes());
             slot[INLINE_MAX] = IN_ARENA;
         }
-        match self.slots.last_mut() {
-            Some(chunk) if chunk.len() < SLOTS_PER_CHUNK => chunk.push(slot),
-            _ => {
-                let mut chunk = Vec::with_capacity(SLOTS_PER_CHUNK);
-                chunk.push(slot);
-                self.slots.push(chunk);
-            }
-        }
-        self.len += 1;
+        self.slots.push(slot);
         let Interner {
             table,
             slots,
@@ -240,10 +231,7 @@ impl Interner {
     /// The bytes of every interned string, in handle order: the `n`th item
     /// is the string of handle `n` (for snapshots).
     pub(crate) fn iter_bytes(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.slots
-            .iter()
-            .flatten()
-            .map(|slot| slot_bytes(&self.chunks, slot))
+        self.slots.iter().map(|slot| slot_bytes(&self.chunks, slot))
     }
 
     /// Makes room in the hash table for `additional` more strings, so that
@@ -264,14 +252,13 @@ impl Interner {
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
         self.table.heap_bytes()
-            + self.slots.iter().map(Vec::capacity).sum::<usize>() * SLOT_BYTES
+            + self.slots.heap_bytes()
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }
 }
 
-fn handle_bytes<'a>(slots: &'a [Vec<Slot>], chunks: &'a [Vec<u8>], id: u32) -> &'a [u8] {
-    let id = id as usize;
-    slot_bytes(chunks, &slots[id / SLOTS_PER_CHUNK][id % SLOTS_PER_CHUNK])
+fn handle_bytes<'a>(slots: &'a Slots, chunks: &'a [Vec<u8>], id: u32) -> &'a [u8] {
+    slot_bytes(chunks, &slots[id as usize])
 }
 
 fn slot_bytes<'a>(chunks: &'a [Vec<u8>], slot: &'a Slot) -> &'a [u8] {

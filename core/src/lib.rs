@@ -15,6 +15,7 @@
 //! - [`workload`] generates contract-valid traffic and [`synthetic`] builds
 //!   large partition states, for tests, benchmarks and the load generator.
 
+pub mod chunked;
 pub mod config;
 pub mod decision;
 pub mod decision_core;

@@ -2,16 +2,19 @@
 //!
 //! The serial in `campaign:n` is the coupon's position, so a coupon needs no
 //! id of its own and no hash entry: 16 bytes hold its holder (an interned
-//! user), its expiry, and a link to its redemption. Coupons live in chunks of
-//! [`CHUNK_COUPONS`], so a growing campaign never copies its coupons and
-//! wastes at most one partly filled chunk. The first chunk is held directly
-//! (most campaigns never need a second), so finding one of its coupons
-//! reads the ledger and the coupon, not a list of chunks in between. Redemptions, a minority, sit in a
-//! side table whose slots are recycled on release.
+//! user), its expiry, and a link to its redemption. Coupons live in a
+//! [`ChunkedVec`] with chunks of [`CHUNK_COUPONS`], so a growing campaign
+//! never copies its coupons and wastes at most one partly filled chunk. The
+//! first chunk is held directly (most campaigns never need a second), so
+//! finding one of its coupons reads the ledger and the coupon, not a list
+//! of chunks in between. Redemptions, a minority, sit in a side table whose
+//! slots are recycled on release.
 //!
 //! A campaign re-created after retention dropped it continues its old
 //! numbering: its ledger starts after a *base* serial, the coupons issued
 //! before the drop, which it no longer holds and never names again.
+
+use crate::chunked::ChunkedVec;
 
 /// Coupons per chunk: 64 KiB of coupons.
 pub const CHUNK_COUPONS: usize = 4096;
@@ -44,11 +47,8 @@ pub struct Redemption {
 
 #[derive(Debug, Default)]
 pub struct CouponLedger {
-    /// Coupons of positions 0 to [`CHUNK_COUPONS`] - 1 (grows by doubling).
-    first: Vec<Coupon>,
-    /// Later coupons: chunk `k` holds positions from `(k + 1) *
-    /// CHUNK_COUPONS` on.
-    chunks: Vec<Vec<Coupon>>,
+    /// The coupons held: serial `base + 1 + i` at position `i`.
+    coupons: ChunkedVec<Coupon, CHUNK_COUPONS>,
     /// The last serial issued (`base` plus the coupons held).
     len: u64,
     /// Serials up to this one were issued before retention dropped the
@@ -112,19 +112,9 @@ impl CouponLedger {
             redemption: NOT_REDEEMED,
             expires_at,
         };
-        if self.first.len() < CHUNK_COUPONS {
-            self.first.push(coupon);
-        } else {
-            match self.chunks.last_mut() {
-                Some(chunk) if chunk.len() < CHUNK_COUPONS => chunk.push(coupon),
-                _ => {
-                    let mut chunk = Vec::with_capacity(CHUNK_COUPONS);
-                    chunk.push(coupon);
-                    self.chunks.push(chunk);
-                }
-            }
-        }
+        self.coupons.push(coupon);
         self.len += 1;
+        debug_assert_eq!(self.coupons.len() as u64, self.held());
         self.max_expires_at = self.max_expires_at.max(expires_at);
         self.len
     }
@@ -134,32 +124,20 @@ impl CouponLedger {
         if serial <= self.base || serial > self.len {
             return None;
         }
-        let index = (serial - self.base - 1) as usize;
-        if index < CHUNK_COUPONS {
-            return self.first.get(index);
-        }
-        self.chunks
-            .get(index / CHUNK_COUPONS - 1)?
-            .get(index % CHUNK_COUPONS)
+        self.coupons.get((serial - self.base - 1) as usize)
     }
 
     fn get_mut(&mut self, serial: u64) -> Option<&mut Coupon> {
         if serial <= self.base || serial > self.len {
             return None;
         }
-        let index = (serial - self.base - 1) as usize;
-        if index < CHUNK_COUPONS {
-            return self.first.get_mut(index);
-        }
-        self.chunks
-            .get_mut(index / CHUNK_COUPONS - 1)?
-            .get_mut(index % CHUNK_COUPONS)
+        self.coupons.get_mut((serial - self.base - 1) as usize)
     }
 
     /// Every coupon held in serial order (serial `base + 1` first), for
     /// snapshots.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Coupon> + '_ {
-        self.first.iter().chain(self.chunks.iter().flatten())
+        self.coupons.iter()
     }
 
     /// The redemption of a coupon, if it is redeemed.
@@ -212,13 +190,7 @@ impl CouponLedger {
 
     /// Heap bytes held, by capacity.
     pub fn heap_bytes(&self) -> usize {
-        self.first.capacity() * std::mem::size_of::<Coupon>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<Coupon>>()
-            + self
-                .chunks
-                .iter()
-                .map(|c| c.capacity() * std::mem::size_of::<Coupon>())
-                .sum::<usize>()
+        self.coupons.heap_bytes()
             + self.redemptions.capacity() * std::mem::size_of::<Redemption>()
             + self.free_redemptions.capacity() * std::mem::size_of::<u32>()
     }
