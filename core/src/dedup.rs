@@ -65,6 +65,8 @@ impl Seen {
 /// Entries per chunk of the list: 1.5 MiB.
 const ENTRIES_PER_CHUNK: usize = 1 << 16;
 
+type Entries = ChunkedVec<Seen, ENTRIES_PER_CHUNK>;
+
 /// The `ts` of a free entry (a valid `ts` is at most 2^53-1).
 const FREE: u64 = u64::MAX;
 
@@ -82,7 +84,7 @@ pub struct DedupWindow {
     swept_period: u64,
     /// The remembered ids, in no particular order, and free entries
     /// (`ts` [`FREE`]) that the next new ids take.
-    entries: ChunkedVec<Seen, ENTRIES_PER_CHUNK>,
+    entries: Entries,
     /// Positions of the free entries.
     free: Vec<u32>,
     /// An id's low 64 bits -> its position in `entries`. The low bits are
@@ -175,17 +177,19 @@ impl DedupWindow {
     /// false (and nothing added) if the entries are full.
     fn push(&mut self, seen: Seen) -> bool {
         debug_assert!(seen.ts != FREE);
+        if self.free.is_empty() && self.entries.len() >= ENTRIES_MAX {
+            return false;
+        }
+        let entries = &self.entries;
+        self.index.reserve_rebuilding(1, || in_use(entries));
         let at = match self.free.pop() {
             Some(at) => {
                 self.entries[at as usize] = seen;
                 at
             }
-            None if self.entries.len() < ENTRIES_MAX => self.entries.push(seen) as u32,
-            None => return false,
+            None => self.entries.push(seen) as u32,
         };
-        let entries = &self.entries;
-        self.index
-            .insert_unique(seen.low, at, |at| entries[at as usize].low);
+        self.index.insert_reserved(seen.low, at);
         true
     }
 
@@ -259,14 +263,7 @@ impl DedupWindow {
         }
         let live = self.entries.len() - self.free.len();
         if self.index.len() - live > live {
-            self.index.clear();
-            let entries = &self.entries;
-            for (at, seen) in entries.iter().enumerate() {
-                if seen.ts != FREE {
-                    self.index
-                        .insert_unique(seen.low, at as u32, |at| entries[at as usize].low);
-                }
-            }
+            self.index.rebuild(live, in_use(&self.entries));
         }
         if !self.overflow.is_empty() {
             self.overflow.retain(|_, ts0| *ts0 >= cutoff);
@@ -299,7 +296,7 @@ impl DedupWindow {
         self.entries.reserve(additional);
         let entries = &self.entries;
         self.index
-            .reserve(additional, |at| entries[at as usize].low);
+            .reserve_rebuilding(additional, || in_use(entries));
     }
 
     /// Restoring a snapshot: remembers `id` as first seen at `ts`. Returns
@@ -333,6 +330,17 @@ impl DedupWindow {
             + self.index.heap_bytes()
             + self.overflow.len() * 64
     }
+}
+
+/// The index key and position of every entry in use, in position order
+/// (which reads the entries one after the other): what the index holds,
+/// less its stale handles.
+fn in_use(entries: &Entries) -> impl Iterator<Item = (u64, u32)> + '_ {
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, seen)| seen.ts != FREE)
+        .map(|(at, seen)| (seen.low, at as u32))
 }
 
 #[cfg(test)]

@@ -185,17 +185,15 @@ impl Interner {
             slot[..8].copy_from_slice(&span.to_le_bytes());
             slot[INLINE_MAX] = IN_ARENA;
         }
-        self.slots.push(slot);
         let Interner {
             table,
             slots,
             chunks,
             hasher,
-            ..
         } = self;
-        table.insert_unique(hash, id, |other| {
-            hasher.hash_one(handle_bytes(slots, chunks, other))
-        });
+        table.reserve_rebuilding(1, || held(slots, chunks, hasher));
+        slots.push(slot);
+        table.insert_reserved(hash, id);
         Ok(id)
     }
 
@@ -242,11 +240,8 @@ impl Interner {
             slots,
             chunks,
             hasher,
-            ..
         } = self;
-        table.reserve(additional, |other| {
-            hasher.hash_one(handle_bytes(slots, chunks, other))
-        });
+        table.reserve_rebuilding(additional, || held(slots, chunks, hasher));
     }
 
     /// Heap bytes held, by capacity.
@@ -255,6 +250,19 @@ impl Interner {
             + self.slots.heap_bytes()
             + self.chunks.iter().map(Vec::capacity).sum::<usize>()
     }
+}
+
+/// The hash and handle of every string interned, in handle order (which
+/// reads the slots one after the other): what the hash index holds.
+fn held<'a>(
+    slots: &'a Slots,
+    chunks: &'a [Vec<u8>],
+    hasher: &'a DefaultHashBuilder,
+) -> impl Iterator<Item = (u64, u32)> + 'a {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(id, slot)| (hasher.hash_one(slot_bytes(chunks, slot)), id as u32))
 }
 
 fn handle_bytes<'a>(slots: &'a Slots, chunks: &'a [Vec<u8>], id: u32) -> &'a [u8] {
