@@ -124,10 +124,9 @@ impl<T, const CHUNK: usize> std::ops::Index<usize> for ChunkedVec<T, CHUNK> {
 
     #[inline]
     fn index(&self, at: usize) -> &T {
-        if at < CHUNK {
-            &self.first[at]
-        } else {
-            &self.rest[at / CHUNK - 1][at % CHUNK]
+        match self.get(at) {
+            Some(item) => item,
+            None => past_the_end(at),
         }
     }
 }
@@ -135,12 +134,17 @@ impl<T, const CHUNK: usize> std::ops::Index<usize> for ChunkedVec<T, CHUNK> {
 impl<T, const CHUNK: usize> std::ops::IndexMut<usize> for ChunkedVec<T, CHUNK> {
     #[inline]
     fn index_mut(&mut self, at: usize) -> &mut T {
-        if at < CHUNK {
-            &mut self.first[at]
-        } else {
-            &mut self.rest[at / CHUNK - 1][at % CHUNK]
+        match self.get_mut(at) {
+            Some(item) => item,
+            None => past_the_end(at),
         }
     }
+}
+
+#[cold]
+#[track_caller]
+fn past_the_end(at: usize) -> ! {
+    panic!("ChunkedVec: position {at} past the end")
 }
 
 #[cfg(test)]
@@ -172,6 +176,16 @@ mod tests {
         }
         assert_eq!(v[0], 1);
         assert_eq!(v[12], 122);
+    }
+
+    #[test]
+    #[should_panic(expected = "position 9 past the end")]
+    fn indexing_past_the_end_panics() {
+        let mut v: ChunkedVec<u8, 4> = ChunkedVec::new();
+        for i in 0..6 {
+            v.push(i);
+        }
+        let _ = v[9];
     }
 
     #[test]

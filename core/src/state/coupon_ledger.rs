@@ -49,8 +49,6 @@ pub struct Redemption {
 pub struct CouponLedger {
     /// The coupons held: serial `base + 1 + i` at position `i`.
     coupons: ChunkedVec<Coupon, CHUNK_COUPONS>,
-    /// The last serial issued (`base` plus the coupons held).
-    len: u64,
     /// Serials up to this one were issued before retention dropped the
     /// campaign; they are not held and name nothing.
     base: u64,
@@ -64,7 +62,6 @@ impl CouponLedger {
     /// An empty ledger whose first coupon gets serial `base + 1`.
     pub fn starting_after(base: u64) -> CouponLedger {
         CouponLedger {
-            len: base,
             base,
             ..CouponLedger::default()
         }
@@ -73,11 +70,11 @@ impl CouponLedger {
     /// Coupons issued so far, which is also the last serial; includes the
     /// `base` coupons issued before a drop.
     pub fn len(&self) -> u64 {
-        self.len
+        self.base + self.held()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The last serial issued before retention dropped the campaign (0 if
@@ -88,7 +85,7 @@ impl CouponLedger {
 
     /// Coupons held: serials `base + 1 ..= len`.
     pub fn held(&self) -> u64 {
-        self.len - self.base
+        self.coupons.len() as u64
     }
 
     /// The latest expiry among the coupons held, 0 when none.
@@ -98,7 +95,7 @@ impl CouponLedger {
 
     /// Whether another coupon fits.
     pub fn has_room(&self) -> bool {
-        self.held() < COUPONS_MAX && self.len < crate::id::INT_MAX
+        self.held() < COUPONS_MAX && self.len() < crate::id::INT_MAX
     }
 
     /// Appends a coupon; returns its serial (1-based).
@@ -113,22 +110,20 @@ impl CouponLedger {
             expires_at,
         };
         self.coupons.push(coupon);
-        self.len += 1;
-        debug_assert_eq!(self.coupons.len() as u64, self.held());
         self.max_expires_at = self.max_expires_at.max(expires_at);
-        self.len
+        self.len()
     }
 
     /// The coupon with this serial, if issued and held.
     pub fn get(&self, serial: u64) -> Option<&Coupon> {
-        if serial <= self.base || serial > self.len {
+        if serial <= self.base || serial > self.len() {
             return None;
         }
         self.coupons.get((serial - self.base - 1) as usize)
     }
 
     fn get_mut(&mut self, serial: u64) -> Option<&mut Coupon> {
-        if serial <= self.base || serial > self.len {
+        if serial <= self.base || serial > self.len() {
             return None;
         }
         self.coupons.get_mut((serial - self.base - 1) as usize)
