@@ -54,10 +54,23 @@ pub struct Verdict {
     pub campaigns_evicted: u32,
 }
 
-/// Most messages [`DecisionCore::process_batch`] decodes ahead of deciding
-/// them: enough to overlap many cache misses, few enough that what it
-/// fetches (two lines per id) is still in cache when the rules need it.
-pub const BATCH_MAX: usize = 32;
+/// Messages between one fetch stage of [`DecisionCore::process_batch`] and
+/// the next: deciding a message takes a few hundred nanoseconds, time
+/// enough for a line fetched by one stage to arrive before the next reads
+/// it. Of 1, 2, 3, 4 and 8, 1 replayed fastest (docs/PERFORMANCE.md).
+const STAGE_SPACING: usize = 1;
+
+/// How many messages ahead of the one being decided
+/// [`DecisionCore::process_batch`] decodes and starts fetching: the first
+/// of its three fetch stages, [`STAGE_SPACING`] apart, runs this far ahead,
+/// and the last one [`STAGE_SPACING`] ahead of the rules. Few enough that
+/// what it fetches (two lines per id) is still in cache when the rules
+/// need it.
+pub const DECODE_AHEAD: usize = 3 * STAGE_SPACING;
+
+/// Messages in flight in [`DecisionCore::process_batch`]: decoded and not
+/// yet decided, a power of two above [`DECODE_AHEAD`].
+const IN_FLIGHT: usize = (DECODE_AHEAD + 1).next_power_of_two();
 
 /// A decoded message: its event and the hash of its id, or why it is
 /// invalid.
@@ -141,61 +154,73 @@ impl DecisionCore {
     /// and its error is returned.
     ///
     /// Faster than one by one for state larger than the processor's
-    /// caches: it decodes up to [`BATCH_MAX`] messages ahead and starts
-    /// fetching, in two stages over the whole batch, the duplicate window's
-    /// entries and the user and order id lookups their rules will make, so
-    /// that those cache misses overlap instead of each being waited for in
-    /// turn.
+    /// caches: it decodes [`DECODE_AHEAD`] messages ahead of the one it
+    /// decides and starts fetching, in three stages [`STAGE_SPACING`]
+    /// messages apart, the duplicate window's entries and the seller,
+    /// campaign, coupon, user and order lookups their rules will make, so
+    /// that those cache misses overlap each other and the rules instead of
+    /// each being waited for in turn.
     pub fn process_batch<E>(
         &mut self,
         messages: &[Message<'_>],
         out: &mut Vec<u8>,
         mut decided: impl FnMut(usize, Verdict, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut first = 0;
-        // Reused for every group: a batch allocates nothing.
-        let mut decoded: [Option<Decoded<'_>>; BATCH_MAX] = [const { None }; BATCH_MAX];
-        let mut located = [Located::default(); BATCH_MAX];
-        for group in messages.chunks(BATCH_MAX) {
-            let ahead = &mut decoded[..group.len()];
-            let found = &mut located[..group.len()];
-            for (slot, message) in ahead.iter_mut().zip(group) {
-                *slot = Some(self.decode(message));
-            }
-            // Most events are new: each takes an entry of the window.
-            self.dedup.prefetch_free(group.len());
-            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
-                if let Some(Ok((event, id))) = decoded {
+        // A software pipeline: at step `s`, message `s` is decoded and
+        // enters the first fetch stage, messages `s - STAGE_SPACING` and
+        // `s - 2 * STAGE_SPACING` the second and third, and message
+        // `s - DECODE_AHEAD` is decided. Fetches thus go out while the
+        // rules run, not in bursts that fill the processor's miss buffers
+        // and then leave them idle. A message's place in the ring is its
+        // index modulo `IN_FLIGHT`, free again once it is decided.
+        // Reused for every message: a batch allocates nothing.
+        let mut decoded: [Option<Decoded<'_>>; IN_FLIGHT] = [const { None }; IN_FLIGHT];
+        let mut located = [Located::default(); IN_FLIGHT];
+        let count = messages.len();
+        let in_batch = |step: usize, behind: usize| step.checked_sub(behind).filter(|&i| i < count);
+        for step in 0..count + DECODE_AHEAD {
+            if let Some(i) = in_batch(step, 0) {
+                let at = i % IN_FLIGHT;
+                debug_assert!(decoded[at].is_none(), "a message in flight is overwritten");
+                let fresh = self.decode(&messages[i]);
+                if let Ok((event, id)) = &fresh {
                     self.dedup.prefetch_index(*id);
-                    self.state.prefetch(event, PrefetchStage::First, found);
+                    self.state
+                        .prefetch(event, PrefetchStage::First, &mut located[at]);
                 }
+                decoded[at] = Some(fresh);
             }
-            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
-                if let Some(Ok((event, id))) = decoded {
+            if let Some(i) = in_batch(step, STAGE_SPACING) {
+                let at = i % IN_FLIGHT;
+                if let Some(Ok((event, id))) = &decoded[at] {
                     self.dedup.prefetch_entry(*id);
-                    self.state.prefetch(event, PrefetchStage::Second, found);
+                    self.state
+                        .prefetch(event, PrefetchStage::Second, &mut located[at]);
                 }
             }
-            for (decoded, found) in ahead.iter().zip(found.iter_mut()) {
-                if let Some(Ok((event, _))) = decoded {
-                    self.state.prefetch(event, PrefetchStage::Third, found);
+            if let Some(i) = in_batch(step, 2 * STAGE_SPACING) {
+                let at = i % IN_FLIGHT;
+                if let Some(Ok((event, _))) = &decoded[at] {
+                    self.state
+                        .prefetch(event, PrefetchStage::Third, &mut located[at]);
                 }
             }
-            for (i, ((message, slot), found)) in group
-                .iter()
-                .zip(ahead.iter_mut())
-                .zip(found.iter())
-                .enumerate()
-            {
+            if let Some(i) = in_batch(step, DECODE_AHEAD) {
+                let at = i % IN_FLIGHT;
+                let message = &messages[i];
+                // Most events are new, and each takes an entry of the
+                // window: the one a new id some way on will take is
+                // fetched now.
+                self.dedup.prefetch_free_at(DECODE_AHEAD);
                 // Always filled above; decoding again would give the same.
                 // Decided where it lies: an event is a few hundred bytes,
                 // and moving it out cost a copy per event.
+                let slot = &mut decoded[at];
                 let decoded = slot.get_or_insert_with(|| self.decode(message));
-                let verdict = self.decide(message.source, decoded, found, out);
+                let verdict = self.decide(message.source, decoded, &located[at], out);
                 *slot = None;
-                decided(first + i, verdict, out)?;
+                decided(i, verdict, out)?;
             }
-            first += group.len();
         }
         Ok(())
     }

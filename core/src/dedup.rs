@@ -151,14 +151,14 @@ impl DedupWindow {
         }
     }
 
-    /// Starts fetching the entries the next `count` new ids will take:
-    /// freed ones lie anywhere in the entries, and writing one the cache
-    /// does not hold waits for it. A hint only.
-    pub fn prefetch_free(&self, count: usize) {
-        for &at in self.free.iter().rev().take(count) {
-            if let Some(seen) = self.entries.get(at as usize) {
-                prefetch(seen);
-            }
+    /// Starts fetching the entry the new id `ahead` new ids from now will
+    /// take (0: the next): freed ones lie anywhere in the entries, and
+    /// writing one the cache does not hold waits for it. A hint only.
+    pub fn prefetch_free_at(&self, ahead: usize) {
+        if let Some(&at) = self.free.iter().rev().nth(ahead)
+            && let Some(seen) = self.entries.get(at as usize)
+        {
+            prefetch(seen);
         }
     }
 

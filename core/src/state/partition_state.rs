@@ -267,8 +267,8 @@ impl PartitionState {
     /// seller and campaign and the ids' hashes, so that later
     /// stages and [`PartitionState::apply`] do not look them up again. A
     /// hint only: the state and every ruling stay as they are.
-    /// `DecisionCore::process_batch` runs each stage over a whole batch
-    /// before the next, so the fetches of many events overlap.
+    /// `DecisionCore::process_batch` runs the stages of several events at
+    /// once, so their fetches overlap.
     pub fn prefetch(&self, event: &Event<'_>, stage: PrefetchStage, located: &mut Located) {
         match stage {
             PrefetchStage::First => {
