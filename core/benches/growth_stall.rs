@@ -4,10 +4,11 @@
 //! again at once, so the insert that grows it waits for all of them; that
 //! wait is a batch's stall and lands in the decision latency's tail.
 //!
-//! Prints, for each table, the total time, the slowest insert and the
-//! number of ids held when it happened (a growth point); then the same for
-//! a duplicate window in steady state, where a quarter of the window is
-//! swept at a time and freed entries are reused.
+//! Prints, for each table, the total time, the slowest insert (its number
+//! is the ids held then: a growth point) and how many inserts took 1 ms or
+//! more; then the same for a duplicate window through three windows of
+//! new ids, the first two (growing, first sweeps) and the third (steady
+//! state: sweeping, and reusing the entries it frees) apart.
 //!
 //! Run: `cargo bench -p coupon-stream-core --bench growth_stall` (seconds);
 //! `IDS=5000000 cargo bench -p coupon-stream-core --bench growth_stall`
@@ -24,26 +25,45 @@ use coupon_stream_core::dedup::{DedupWindow, event_id_hash};
 use coupon_stream_core::intern::Interner;
 use coupon_stream_core::workload::SplitMix64;
 
-/// Times `insert(k)` for `k` in `0..n`: (total, slowest, k of the slowest).
-fn timed(n: u64, mut insert: impl FnMut(u64)) -> (Duration, Duration, u64) {
-    let mut slowest = (Duration::ZERO, 0);
+/// How long `n` inserts took.
+struct Timing {
+    total: Duration,
+    slowest: Duration,
+    /// `k` of the slowest insert.
+    slowest_at: u64,
+    /// Inserts that took 1 ms or more.
+    over_1ms: u64,
+}
+
+/// Times `insert(k)` for `k` in `range`.
+fn timed(range: std::ops::Range<u64>, mut insert: impl FnMut(u64)) -> Timing {
+    let mut timing = Timing {
+        total: Duration::ZERO,
+        slowest: Duration::ZERO,
+        slowest_at: 0,
+        over_1ms: 0,
+    };
     let start = Instant::now();
-    for k in 0..n {
+    for k in range {
         let t = Instant::now();
         insert(k);
         let took = t.elapsed();
-        if took > slowest.0 {
-            slowest = (took, k);
+        if took > timing.slowest {
+            (timing.slowest, timing.slowest_at) = (took, k);
         }
+        timing.over_1ms += u64::from(took >= Duration::from_millis(1));
     }
-    (start.elapsed(), slowest.0, slowest.1)
+    timing.total = start.elapsed();
+    timing
 }
 
-fn report(table: &str, n: u64, (total, slowest, at): (Duration, Duration, u64)) {
+fn report(table: &str, n: u64, timing: &Timing) {
     println!(
-        "{table}: {n} new ids in {:.3} s; slowest insert {:.1} ms, with {at} ids held",
-        total.as_secs_f64(),
-        slowest.as_secs_f64() * 1e3,
+        "{table}: {n} in {:.3} s; slowest {:.2} ms, the {}th; {} took 1 ms or more",
+        timing.total.as_secs_f64(),
+        timing.slowest.as_secs_f64() * 1e3,
+        timing.slowest_at,
+        timing.over_1ms,
     );
 }
 
@@ -61,23 +81,23 @@ fn main() {
         .map(|k| format!("user-{k:08}-{:04x}", rng.next_u64() & 0xffff))
         .collect();
     let mut interner = Interner::default();
-    let interned = timed(n, |k| {
+    let interned = timed(0..n, |k| {
         // Every id is new and short: interning cannot fail.
         let _ = interner.intern(&users[k as usize]);
     });
     assert_eq!(interner.len() as u64, n);
-    report("interner", n, interned);
+    report("interner, new ids", n, &interned);
 
     let ids: Vec<u128> = (0..n).map(|k| event_id_hash(&format!("ev-{k}"))).collect();
     // A window longer than the run: every id stays.
     let mut window = DedupWindow::new(u64::MAX / 4);
-    let remembered = timed(n, |k| {
+    let remembered = timed(0..n, |k| {
         let ts = 1 + k;
         let duplicate = window.check_and_remember(ids[k as usize], ts, ts);
         debug_assert!(!duplicate);
     });
     assert_eq!(window.len() as u64, n);
-    report("duplicate window", n, remembered);
+    report("duplicate window, new ids", n, &remembered);
 
     // Steady state: one new id a millisecond through a window of `n` ms
     // for three windows, so the window holds about `n` ids, sweeps every
@@ -87,18 +107,19 @@ fn main() {
     let ids: Vec<u128> = (0..3 * n)
         .map(|_| u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64()))
         .collect();
-    let steady = timed(3 * n, |k| {
+    let mut check = |k: u64| {
         let ts = 1 + k;
         let duplicate = window.check_and_remember(ids[k as usize], ts, ts);
         debug_assert!(!duplicate);
-    });
-    let (total, slowest, at) = steady;
+    };
+    // The first two windows: growing, then the first sweeps.
+    let first = timed(0..2 * n, &mut check);
+    report("duplicate window, first two windows", 2 * n, &first);
+    // The third: steady state.
+    let steady = timed(2 * n..3 * n, &mut check);
+    report("duplicate window, third window", n, &steady);
     println!(
-        "duplicate window, steady: {} checks in {:.3} s; slowest check {:.1} ms, the {at}th, \
-         with {} ids held at the end in {:.1} heap bytes each",
-        3 * n,
-        total.as_secs_f64(),
-        slowest.as_secs_f64() * 1e3,
+        "duplicate window: {} ids held at the end in {:.1} heap bytes each",
         window.len(),
         window.heap_bytes() as f64 / window.len().max(1) as f64,
     );

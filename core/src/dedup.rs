@@ -17,17 +17,23 @@
 //! one in 10^7 windows of a million ids) goes to a small side map keyed by
 //! all 128 bits, so the window stays exact.
 //!
-//! Expiry is a sweep, not per-event upkeep: whenever the watermark enters a
-//! new sweep period (a quarter of the window), every id first seen
-//! before the start of that period minus the window is dropped: its entry
-//! is freed for a later id, and the index, whose handles to freed entries
-//! are then stale (a lookup confirms the entry it reaches), is rebuilt
-//! from the entries in use once stale handles outnumber live ones. An entry
-//! already outside the window but not yet swept is never reported as a
-//! duplicate, so sweep timing affects memory only: at most the events of
-//! one window and a quarter. What is held is a function of the events and
-//! the watermark alone (not of when the window was restored), so a restored
-//! window encodes exactly as the original would.
+//! Expiry is a sweep, not per-event upkeep, and the sweep is spread over
+//! the checks so that no check waits for a whole window's worth of work:
+//! whenever the watermark enters a new sweep period (a quarter of the
+//! window), every id first seen before the start of that period minus the
+//! window is due to be dropped, and every [`SWEEP_EVERY`] checks the sweep
+//! walks the next [`SWEEP_SLICE`] entries (a lap of every entry starts at
+//! each new period), freeing each due entry for a later id and removing
+//! its handle from the index. So the index holds exactly the entries in
+//! use, never grows past the most ids held at once, and never needs a
+//! rebuild; the slowest check does one slice, tens of microseconds. An
+//! entry already outside the window but not yet swept is never reported as
+//! a duplicate, so sweep timing affects memory only: at most the events of
+//! 1.3 windows while the event rate holds (1.25 once a lap ends). The snapshot view
+//! leaves out entries already due, so what it holds is a function of the
+//! events and the watermark alone (not of when the window was restored or
+//! how far the sweep got), and a restored window encodes exactly as the
+//! original would.
 
 use std::collections::BTreeMap;
 
@@ -38,8 +44,19 @@ use crate::prefetch::prefetch;
 /// Buckets per window in the snapshot format: a bucket is window / 16.
 const BUCKETS_PER_WINDOW: u64 = 16;
 
-/// Sweeps per window: memory holds at most 1 + 1/4 windows of ids.
+/// Sweep periods per window: memory holds 1 + 1/4 windows of ids, and
+/// the ids of the entries a lap has not reached yet.
 const SWEEPS_PER_WINDOW: u64 = 4;
+
+/// Checks between two slices of the sweep.
+const SWEEP_EVERY: u32 = 64;
+
+/// Entries a slice of the sweep walks: 32 a check. A lap walks every entry
+/// (1 + 1/4 windows' worth of ids at a steady rate), and the entries due
+/// may be the last it reaches, so until it ends the window holds up to
+/// 1/32 of that more: 1 + 1/4 + 1/25 windows' worth at most. A lap walks
+/// the same entries however fast; a slice is tens of microseconds.
+const SWEEP_SLICE: usize = 32 * SWEEP_EVERY as usize;
 
 pub fn event_id_hash(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
@@ -79,19 +96,28 @@ pub struct DedupWindow {
     window_ms: u64,
     bucket_ms: u64,
     sweep_ms: u64,
-    /// Watermark / `sweep_ms` at the last sweep; 0 before the first (and
-    /// after a restore, so the first check sweeps).
+    /// Watermark / `sweep_ms` when the current sweep lap started; 0 before
+    /// the first (and after a restore, so the first check starts one).
     swept_period: u64,
+    /// Ids first seen before this are outside the window for every later
+    /// check: due to be swept, and out of the snapshot view.
+    sweep_cutoff: u64,
+    /// The next entry the sweep walks (wrapping at the end of the entries).
+    sweep_at: usize,
+    /// Entries the current lap still has to walk.
+    sweep_left: usize,
+    /// Checks until the next slice of the sweep.
+    sweep_countdown: u32,
+    /// A slice's due entries (index key, position): scratch, kept for its
+    /// capacity.
+    due: Vec<(u64, u32)>,
     /// The remembered ids, in no particular order, and free entries
     /// (`ts` [`FREE`]) that the next new ids take.
     entries: Entries,
     /// Positions of the free entries.
     free: Vec<u32>,
-    /// An id's low 64 bits -> its position in `entries`. The low bits are
-    /// unique among the entries in use. Handles left by swept ids (to free
-    /// entries, or to entries since taken by other ids) are stale: a lookup
-    /// confirms the entry, and the index is rebuilt once stale handles
-    /// outnumber live ones, not at every sweep.
+    /// An id's low 64 bits -> its position in `entries`, for exactly the
+    /// entries in use. The low bits are unique among them.
     index: HandleTable,
     /// Ids whose low 64 bits are taken in `entries` by another id (or, past
     /// [`ENTRIES_MAX`], any id) -> first-seen `ts`. An id is in `entries` or
@@ -116,6 +142,11 @@ impl DedupWindow {
             bucket_ms: (window_ms / BUCKETS_PER_WINDOW).max(1),
             sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
             swept_period: 0,
+            sweep_cutoff: 0,
+            sweep_at: 0,
+            sweep_left: 0,
+            sweep_countdown: SWEEP_EVERY,
+            due: Vec::new(),
             entries: ChunkedVec::new(),
             free: Vec::new(),
             index: HandleTable::default(),
@@ -168,7 +199,8 @@ impl DedupWindow {
         self.index
             .find(low, |at| {
                 let seen = &entries[at as usize];
-                seen.low == low && seen.ts != FREE
+                debug_assert!(seen.ts != FREE, "the index holds a freed entry");
+                seen.low == low
             })
             .map(|at| at as usize)
     }
@@ -199,7 +231,11 @@ impl DedupWindow {
     pub fn check_and_remember(&mut self, id: u128, ts: u64, watermark: u64) -> bool {
         debug_assert!(ts <= watermark);
         if watermark / self.sweep_ms != self.swept_period {
-            self.sweep(watermark);
+            self.start_sweep(watermark);
+        }
+        self.sweep_countdown -= 1;
+        if self.sweep_countdown == 0 {
+            self.sweep_slice();
         }
         let cutoff = watermark.saturating_sub(self.window_ms);
         let (low, check) = (id as u64, (id >> 64) as u64);
@@ -247,26 +283,53 @@ impl DedupWindow {
         }
     }
 
-    /// Forgets the ids first seen before the start of `watermark`'s sweep
-    /// period minus the window (all outside the window), and rebuilds the
-    /// index of the entries kept. Both keep their capacity: the next
-    /// period's ids take the freed room.
+    /// Starts a lap of the sweep for `watermark`'s period: ids first seen
+    /// before the start of the period minus the window (all outside the
+    /// window) are due. Entries the last lap did not reach are walked in
+    /// this one.
     #[cold]
-    fn sweep(&mut self, watermark: u64) {
+    fn start_sweep(&mut self, watermark: u64) {
         self.swept_period = watermark / self.sweep_ms;
-        let cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
-        for (at, seen) in self.entries.iter_mut().enumerate() {
-            if seen.ts < cutoff {
-                seen.ts = FREE;
-                self.free.push(at as u32);
-            }
-        }
-        let live = self.entries.len() - self.free.len();
-        if self.index.len() - live > live {
-            self.index.rebuild(live, in_use(&self.entries));
-        }
+        self.sweep_cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
+        self.sweep_left = self.entries.len();
         if !self.overflow.is_empty() {
+            let cutoff = self.sweep_cutoff;
             self.overflow.retain(|_, ts0| *ts0 >= cutoff);
+        }
+    }
+
+    /// Walks the lap's next [`SWEEP_SLICE`] entries, freeing the due ones
+    /// and removing their handles from the index (each handle's group
+    /// fetched a few removals ahead). Entries and index keep their
+    /// capacity: the next ids take the freed room.
+    #[cold]
+    fn sweep_slice(&mut self) {
+        const AHEAD: usize = 8;
+        self.sweep_countdown = SWEEP_EVERY;
+        let len = self.entries.len();
+        let walk = self.sweep_left.min(SWEEP_SLICE).min(len);
+        self.sweep_left -= walk;
+        self.due.clear();
+        for _ in 0..walk {
+            if self.sweep_at >= len {
+                self.sweep_at = 0;
+            }
+            let seen = &mut self.entries[self.sweep_at];
+            // A free entry's `ts` is above every cutoff.
+            if seen.ts < self.sweep_cutoff {
+                self.due.push((seen.low, self.sweep_at as u32));
+                seen.ts = FREE;
+                self.free.push(self.sweep_at as u32);
+            }
+            self.sweep_at += 1;
+        }
+        for k in 0..self.due.len() {
+            if let Some(&(low, _)) = self.due.get(k + AHEAD) {
+                self.index.prefetch(low);
+            }
+            let (low, at) = self.due[k];
+            let removed = self.index.remove(low, at);
+            debug_assert!(removed, "a swept entry had no handle");
         }
     }
 
@@ -275,18 +338,27 @@ impl DedupWindow {
         self.bucket_ms
     }
 
-    /// Every remembered id with its first-seen `ts`, as `(ts, id)` sorted
+    /// Every remembered id not yet due to be swept, with its first-seen
+    /// `ts`, as `(ts, id)` sorted
     /// ascending (so also by snapshot bucket, ts / `bucket_ms`): the same
     /// ids always give the same view, whatever the table's layout.
     pub(crate) fn entries_by_ts(&self) -> Vec<(u64, u128)> {
         let mut all: Vec<(u64, u128)> = Vec::with_capacity(self.len());
+        // Entries due to be swept are left out, swept yet or not (a free
+        // entry's `ts` is above every cutoff).
+        let cutoff = self.sweep_cutoff;
         all.extend(
             self.entries
                 .iter()
-                .filter(|seen| seen.ts != FREE)
+                .filter(|seen| seen.ts >= cutoff && seen.ts != FREE)
                 .map(|seen| (seen.ts, seen.id())),
         );
-        all.extend(self.overflow.iter().map(|(&id, &ts)| (ts, id)));
+        all.extend(
+            self.overflow
+                .iter()
+                .filter(|&(_, &ts)| ts >= cutoff)
+                .map(|(&id, &ts)| (ts, id)),
+        );
         all.sort_unstable();
         all
     }
@@ -333,8 +405,7 @@ impl DedupWindow {
 }
 
 /// The index key and position of every entry in use, in position order
-/// (which reads the entries one after the other): what the index holds,
-/// less its stale handles.
+/// (which reads the entries one after the other): what the index holds.
 fn in_use(entries: &Entries) -> impl Iterator<Item = (u64, u32)> + '_ {
     entries
         .iter()
@@ -366,25 +437,29 @@ mod tests {
         for ts in 0..100_000u64 {
             assert!(!d.check_and_remember(ts as u128 * 7919, ts, ts));
         }
-        assert!(
-            d.len() <= 1000 + 1000 / SWEEPS_PER_WINDOW as usize + 1,
-            "{}",
-            d.len()
-        );
+        assert!(d.len() <= MOST_HELD, "{}", d.len());
     }
 
+    /// The most ids a window of 1000 ms holds at one id a millisecond: one
+    /// window and a half (see the module doc).
+    const MOST_HELD: usize = 1500;
+
     #[test]
-    fn swept_ids_free_their_entries_and_stale_handles_stay_bounded() {
+    fn swept_ids_free_their_entries_and_their_handles() {
         let mut d = DedupWindow::new(1000);
+        let mut most = 0;
         for ts in 0..50_000u64 {
             let id = event_id_hash(&ts.to_string());
             assert!(!d.check_and_remember(id, ts, ts));
             let live = d.entries.len() - d.free.len();
             // Entries are reused: never more than the most ever held at once.
-            assert!(d.entries.len() <= 1000 + 1000 / SWEEPS_PER_WINDOW as usize + 1);
-            // Rebuilt once stale handles outnumber live ones.
-            assert!(d.index.len() <= 2 * live + 1000 / SWEEPS_PER_WINDOW as usize + 1);
+            most = most.max(d.entries.len());
+            assert!(d.entries.len() <= MOST_HELD, "{}", d.entries.len());
+            // The index holds the entries in use, no more.
+            assert_eq!(d.index.len(), live);
         }
+        // No period is swept before the next one starts.
+        assert!(most > 1250, "{most}");
         // An id swept long ago is new again, and then a duplicate.
         let old = event_id_hash("7");
         assert!(!d.check_and_remember(old, 50_000, 50_000));
@@ -435,7 +510,7 @@ mod tests {
             assert!(restored.restore_first_seen(id, ts));
             assert!(!restored.restore_first_seen(id, ts + 1));
         }
-        assert_eq!(restored.len(), d.len());
+        assert_eq!(restored.len(), d.entries_by_ts().len());
     }
 
     /// The contract's rule, directly: id -> first-seen `ts`, never forgotten.
@@ -487,7 +562,7 @@ mod tests {
                     for (ts, id) in d.entries_by_ts() {
                         prop_assert!(restored.restore_first_seen(id, ts));
                     }
-                    prop_assert_eq!(restored.len(), d.len());
+                    prop_assert_eq!(restored.len(), d.entries_by_ts().len());
                     d = restored;
                 }
                 // Late events lie up to `step` behind the watermark.
@@ -500,7 +575,12 @@ mod tests {
                 let cutoff = watermark.saturating_sub(window);
                 let held: BTreeMap<u128, u64> =
                     d.entries_by_ts().into_iter().map(|(ts, id)| (id, ts)).collect();
-                prop_assert_eq!(held.len(), d.len());
+                // The view leaves out entries due to be swept, no others.
+                prop_assert!(held.len() <= d.len());
+                let due = d.entries.iter().filter(|seen| seen.ts < d.sweep_cutoff).count()
+                    + d.overflow.values().filter(|&&ts0| ts0 < d.sweep_cutoff).count();
+                prop_assert_eq!(held.len() + due, d.len());
+                prop_assert_eq!(d.index.len(), d.entries.len() - d.free.len());
                 for (id, ts0) in &held {
                     prop_assert_eq!(reference.0.get(id), Some(ts0));
                 }

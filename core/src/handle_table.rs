@@ -5,14 +5,17 @@
 //!
 //! Layout: groups of [`GROUP_SLOTS`] entries, each group one 64-byte cache
 //! line holding 12 one-byte tags (8 bits of each entry's hash), the group's
-//! fill count and 12 handles. A hash picks its home group; a group fills
-//! from its first entry on, and a full group's overflow goes to the next
-//! group (wrapping). No entry is ever removed alone (only a whole rebuild
-//! drops entries), so a lookup stops at the first
-//! group that is not full, and the table is never full (load at most
-//! [`LOAD_NUM`]/[`LOAD_DEN`]), so every lookup stops. A tag match is
-//! confirmed by the caller's comparison of the strings; a mismatching tag
-//! costs nothing but the tag compare.
+//! fill count, how many entries passed it, and 12 handles. A hash picks its
+//! home group; a group fills from its first entry on, and a full group's
+//! overflow goes to the next group (wrapping), counted as having passed
+//! every group between its home and its place (the F14 scheme of Folly's
+//! hash tables). A lookup stops at the first group that no entry passed,
+//! so an entry can be removed alone ([`HandleTable::remove`]): it leaves
+//! its group and uncounts the groups it passed. The table is never full
+//! (load at most [`LOAD_NUM`]/[`LOAD_DEN`]), and a lookup visits each group
+//! at most once, so every lookup stops. A tag match is confirmed by the
+//! caller's comparison of the strings; a mismatching tag costs nothing but
+//! the tag compare.
 //!
 //! Compared with a general hash table holding the handles (hashbrown's, whose
 //! control bytes and entries lie in two separate arrays), a lookup reads one
@@ -44,7 +47,12 @@ struct Group {
     tags: [u8; GROUP_SLOTS],
     /// Entries in use: `0..len`.
     len: u8,
-    _spare: [u8; 3],
+    _spare: u8,
+    /// Entries held in a later group whose home is this group or one
+    /// before it (they passed this group while it was full). Saturates:
+    /// a saturated count is never decremented, which costs only longer
+    /// lookups.
+    passed: u16,
     handles: [u32; GROUP_SLOTS],
 }
 
@@ -54,7 +62,8 @@ impl Group {
     const EMPTY: Group = Group {
         tags: [0; GROUP_SLOTS],
         len: 0,
-        _spare: [0; 3],
+        _spare: 0,
+        passed: 0,
         handles: [0; GROUP_SLOTS],
     };
 
@@ -81,6 +90,15 @@ impl Group {
         self.tags[i] = tag;
         self.handles[i] = handle;
         self.len += 1;
+    }
+
+    /// Removes the entry at `i`, moving the group's last entry there.
+    fn swap_remove(&mut self, i: usize) {
+        let last = usize::from(self.len) - 1;
+        debug_assert!(i <= last);
+        self.tags[i] = self.tags[last];
+        self.handles[i] = self.handles[last];
+        self.len -= 1;
     }
 }
 
@@ -140,29 +158,61 @@ impl HandleTable {
     }
 
     /// The handle with this `hash` for which `eq` holds, if any.
-    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    pub fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.groups.is_empty() {
             return None;
         }
+        self.position(hash, eq).map(|(_, _, handle)| handle)
+    }
+
+    /// The group, entry and handle of the handle with this `hash` for which
+    /// `eq` holds, if any. The table has groups.
+    fn position(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, usize, u32)> {
         let tag = tag(hash);
         let mask = self.groups.len() - 1;
         let mut g = self.home(hash);
-        loop {
+        // Each group at most once: removals can leave every group passed.
+        for _ in 0..self.groups.len() {
             let group = &self.groups[g];
             let mut matches = group.matches(tag);
             while matches != 0 {
                 let i = (matches.trailing_zeros() / 8) as usize;
-                if group.tags[i] == tag && eq(group.handles[i]) {
-                    return Some(group.handles[i]);
+                let handle = group.handles[i];
+                if group.tags[i] == tag && eq(handle) {
+                    return Some((g, i, handle));
                 }
                 matches &= matches - 1;
             }
-            if !group.is_full() {
+            if group.passed == 0 {
                 return None;
             }
-            // The table is never full, so a group that is not full comes.
             g = (g + 1) & mask;
         }
+        None
+    }
+
+    /// Removes `handle`, held under `hash`; false if the table does not
+    /// hold it. Keeps the capacity.
+    pub fn remove(&mut self, hash: u64, handle: u32) -> bool {
+        if self.groups.is_empty() {
+            return false;
+        }
+        let Some((at, i, _)) = self.position(hash, |h| h == handle) else {
+            return false;
+        };
+        self.groups[at].swap_remove(i);
+        let mask = self.groups.len() - 1;
+        let mut g = self.home(hash);
+        while g != at {
+            let passed = &mut self.groups[g].passed;
+            debug_assert!(*passed > 0);
+            if *passed != u16::MAX {
+                *passed -= 1;
+            }
+            g = (g + 1) & mask;
+        }
+        self.len -= 1;
+        true
     }
 
     /// Adds `handle`, which no entry holds yet, under `hash`; `rehash`
@@ -284,11 +334,14 @@ impl HandleTable {
     }
 }
 
-/// Puts `handle` in the first group from `hash`'s home on that has room.
+/// Puts `handle` in the first group from `hash`'s home on that has room,
+/// counting the full groups it passes.
 fn place(groups: &mut [Group], hash: u64, handle: u32) {
     let mask = groups.len() - 1;
     let mut g = (hash as usize) & mask;
     while groups[g].is_full() {
+        let passed = &mut groups[g].passed;
+        *passed = passed.saturating_add(1);
         g = (g + 1) & mask;
     }
     groups[g].push(tag(hash), handle);
@@ -431,6 +484,62 @@ mod tests {
         assert_eq!(table.find(hash(5), |h| h == 5), Some(5));
     }
 
+    #[test]
+    fn removing_uncounts_the_groups_an_entry_passed() {
+        // Every key has the same home group: entries 12.. passed group 0.
+        let keys: Vec<u64> = (0..30).collect();
+        let mut table = build(&keys, |_| 0);
+        assert_eq!(table.groups[0].passed, 18);
+        assert!(!table.remove(0, 99), "a handle not held");
+        for handle in (12..30).rev() {
+            assert!(table.remove(0, handle));
+            assert!(!table.remove(0, handle), "removed twice");
+        }
+        assert_eq!(table.groups.iter().map(|g| g.passed).sum::<u16>(), 0);
+        assert_eq!(table.len(), 12);
+        for handle in 0..12 {
+            assert_eq!(table.find(0, |h| h == handle), Some(handle));
+        }
+        assert_eq!(table.find(0, |h| h == 12), None);
+        assert!(!HandleTable::default().remove(0, 0));
+    }
+
+    #[test]
+    fn a_lookup_stops_when_every_group_was_passed() {
+        // Four groups; handle h's home is h / 100. Each group is filled,
+        // passed by one more entry, then emptied, round the table: every
+        // group is passed and none is full, so only the bound stops a miss.
+        let mut table = HandleTable::default();
+        let home = |h: u32| u64::from(h / 100);
+        let insert = |table: &mut HandleTable, handles: std::ops::Range<u32>| {
+            for h in handles {
+                table.insert_unique(home(h), h, home);
+            }
+        };
+        insert(&mut table, 0..13);
+        insert(&mut table, 100..112);
+        assert_eq!(table.groups.len(), 4);
+        for h in 0..12 {
+            assert!(table.remove(0, h));
+        }
+        insert(&mut table, 200..212);
+        for h in 100..111 {
+            assert!(table.remove(1, h));
+        }
+        insert(&mut table, 300..312);
+        for h in (200..211).chain(300..311) {
+            assert!(table.remove(home(h), h));
+        }
+        assert_eq!(table.groups.len(), 4);
+        assert!(table.groups.iter().all(|g| g.passed > 0 && !g.is_full()));
+        for hash in 0..4 {
+            assert_eq!(table.find(hash, |_| false), None);
+        }
+        for h in [12, 111, 211, 311] {
+            assert_eq!(table.find(home(h), |c| c == h), Some(h));
+        }
+    }
+
     proptest! {
         /// Against a map: every inserted key is found with its handle, and
         /// absent keys are not, whatever the hash's quality.
@@ -459,6 +568,47 @@ mod tests {
                     prop_assert_eq!(rebuilt.find(hash(k), |c| keys[c as usize] == k), None);
                 }
             }
+        }
+
+        /// Against a map, with removals: inserts and removes in any order,
+        /// and every key held is found, every key removed is not.
+        #[test]
+        fn removes_what_a_map_removes(
+            ops in prop::collection::vec((any::<bool>(), 0u64..400), 0..3000),
+            distinct in 1u64..300,
+        ) {
+            let hash = move |k: u64| (k % distinct).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut table = HandleTable::default();
+            let mut map: HashMap<u64, ()> = HashMap::new();
+            for (insert, key) in ops {
+                // The handle is the key itself.
+                if insert {
+                    if map.insert(key, ()).is_none() {
+                        table.insert_unique(hash(key), key as u32, |h| hash(u64::from(h)));
+                    }
+                } else {
+                    prop_assert_eq!(table.remove(hash(key), key as u32), map.remove(&key).is_some());
+                }
+                prop_assert_eq!(table.len(), map.len());
+            }
+            for key in 0..400u64 {
+                let found = table.find(hash(key), |h| u64::from(h) == key);
+                prop_assert_eq!(found, map.contains_key(&key).then_some(key as u32));
+            }
+            // Every count is exactly the entries that passed its group.
+            let mask = table.groups.len().wrapping_sub(1);
+            let mut recount = vec![0u16; table.groups.len()];
+            for (at, group) in table.groups.iter().enumerate() {
+                for &handle in &group.handles[..usize::from(group.len)] {
+                    let mut g = (hash(u64::from(handle)) as usize) & mask;
+                    while g != at {
+                        recount[g] += 1;
+                        g = (g + 1) & mask;
+                    }
+                }
+            }
+            let passed: Vec<u16> = table.groups.iter().map(|g| g.passed).collect();
+            prop_assert_eq!(passed, recount);
         }
     }
 }

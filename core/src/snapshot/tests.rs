@@ -90,7 +90,8 @@ fn check_continuation(
         )
     };
     prop_assert_eq!(stats(&restored), stats(&original));
-    prop_assert_eq!(restored.dedup_len(), original.dedup_len());
+    // The ids not yet due to be swept; the original may hold due ones too.
+    prop_assert_eq!(restored.dedup_len(), original.dedup().entries_by_ts().len());
     prop_assert_eq!(restored.watermark(), original.watermark());
 
     let expected = feed(&mut original, &values[k..], k);

@@ -232,11 +232,12 @@ fn put_ledger(out: &mut Vec<u8>, ledger: &CouponLedger, v2: bool) {
 
 fn put_dedup(out: &mut Vec<u8>, dedup: &DedupWindow) {
     let bucket_ms = dedup.bucket_ms();
-    put_varint(out, dedup.len() as u64);
-    // Each remembered id once, in its first sighting's bucket, sorted by
-    // (ts, id) (earlier builds filed ids in arrival order, and also wrote
-    // an older filing of an id seen again, with 0).
+    // Each remembered id not yet due to be swept once, in its first
+    // sighting's bucket, sorted by (ts, id) (earlier builds filed ids in
+    // arrival order, and also wrote an older filing of an id seen again,
+    // with 0).
     let entries = dedup.entries_by_ts();
+    put_varint(out, entries.len() as u64);
     let buckets: Vec<&[(u64, u128)]> = entries
         .chunk_by(|a, b| a.0 / bucket_ms == b.0 / bucket_ms)
         .collect();
