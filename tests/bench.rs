@@ -1,6 +1,7 @@
 //! `coupon-stream bench --baseline` end to end on the embedded broker: the
 //! copy and the processor each deliver every event to the output topic, and
-//! the report accounts for every one of them.
+//! the report accounts for every one of them, with the processor's own
+//! batch times.
 
 use std::process::Command;
 
@@ -43,4 +44,12 @@ fn bench_baseline_reports_the_copy_and_the_processor() {
         .map(|pair| pair[1].as_u64().unwrap())
         .sum();
     assert_eq!(decided, EVENTS, "{stdout}");
+    // The processor's own batch times, read from its /metrics: every event
+    // was decided in some batch; the copy has none.
+    assert!(reports[0].get("decision_batches").is_none(), "{stdout}");
+    let batches = &reports[1]["decision_batches"];
+    let count = batches["batches"].as_u64().unwrap();
+    assert!((1..=EVENTS).contains(&count), "{stdout}");
+    assert!(batches["seconds"].as_f64().unwrap() > 0.0, "{stdout}");
+    assert!(batches["mean_ms"].as_f64().unwrap() > 0.0, "{stdout}");
 }

@@ -91,6 +91,21 @@ impl<T, const CHUNK: usize> ChunkedVec<T, CHUNK> {
         }
     }
 
+    /// The items from position `at` to the end of its chunk (or of the
+    /// list), mutably: a walk over many positions indexes once per chunk.
+    /// Empty when `at` is past the end.
+    pub fn run_from_mut(&mut self, at: usize) -> &mut [T] {
+        let (chunk, from) = if at < CHUNK {
+            (&mut self.first, at)
+        } else {
+            match self.rest.get_mut(at / CHUNK - 1) {
+                Some(chunk) => (chunk, at % CHUNK),
+                None => return &mut [],
+            }
+        };
+        chunk.get_mut(from..).unwrap_or_default()
+    }
+
     /// Every item in position order.
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.first.iter().chain(self.rest.iter().flatten())
@@ -176,6 +191,33 @@ mod tests {
         }
         assert_eq!(v[0], 1);
         assert_eq!(v[12], 122);
+    }
+
+    #[test]
+    fn runs_end_at_chunk_ends() {
+        let mut v: ChunkedVec<u64, 4> = ChunkedVec::new();
+        assert!(v.run_from_mut(0).is_empty());
+        for i in 0..10u64 {
+            v.push(i);
+        }
+        assert_eq!(v.run_from_mut(0), &[0, 1, 2, 3]);
+        assert_eq!(v.run_from_mut(2), &[2, 3]);
+        assert_eq!(v.run_from_mut(4), &[4, 5, 6, 7]);
+        assert_eq!(v.run_from_mut(7), &[7]);
+        assert_eq!(v.run_from_mut(8), &[8, 9]);
+        assert!(v.run_from_mut(10).is_empty());
+        assert!(v.run_from_mut(13).is_empty());
+        v.run_from_mut(5)[0] = 50;
+        assert_eq!(v[5], 50);
+        // Runs from 0, one after another, visit every position once.
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while at < v.len() {
+            let run = v.run_from_mut(at);
+            seen.extend_from_slice(run);
+            at += run.len();
+        }
+        assert_eq!(seen, vec![0, 1, 2, 3, 4, 50, 6, 7, 8, 9]);
     }
 
     #[test]

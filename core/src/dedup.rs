@@ -96,9 +96,11 @@ pub struct DedupWindow {
     window_ms: u64,
     bucket_ms: u64,
     sweep_ms: u64,
-    /// Watermark / `sweep_ms` when the current sweep lap started; 0 before
-    /// the first (and after a restore, so the first check starts one).
-    swept_period: u64,
+    /// The start of the next sweep period: a check whose watermark reaches
+    /// it starts a lap (`sweep_ms`, the start of period 1, before the first
+    /// lap; the watermark never moves back, so one comparison a check stands
+    /// for comparing periods).
+    next_sweep_at: u64,
     /// Ids first seen before this are outside the window for every later
     /// check: due to be swept, and out of the snapshot view.
     sweep_cutoff: u64,
@@ -141,7 +143,7 @@ impl DedupWindow {
             window_ms,
             bucket_ms: (window_ms / BUCKETS_PER_WINDOW).max(1),
             sweep_ms: (window_ms / SWEEPS_PER_WINDOW).max(1),
-            swept_period: 0,
+            next_sweep_at: (window_ms / SWEEPS_PER_WINDOW).max(1),
             sweep_cutoff: 0,
             sweep_at: 0,
             sweep_left: 0,
@@ -230,7 +232,7 @@ impl DedupWindow {
     /// not, remembers it.
     pub fn check_and_remember(&mut self, id: u128, ts: u64, watermark: u64) -> bool {
         debug_assert!(ts <= watermark);
-        if watermark / self.sweep_ms != self.swept_period {
+        if watermark >= self.next_sweep_at {
             self.start_sweep(watermark);
         }
         self.sweep_countdown -= 1;
@@ -289,8 +291,9 @@ impl DedupWindow {
     /// this one.
     #[cold]
     fn start_sweep(&mut self, watermark: u64) {
-        self.swept_period = watermark / self.sweep_ms;
-        self.sweep_cutoff = (self.swept_period * self.sweep_ms).saturating_sub(self.window_ms);
+        let period = watermark / self.sweep_ms;
+        self.next_sweep_at = (period + 1).saturating_mul(self.sweep_ms);
+        self.sweep_cutoff = (period * self.sweep_ms).saturating_sub(self.window_ms);
         self.sweep_left = self.entries.len();
         if !self.overflow.is_empty() {
             let cutoff = self.sweep_cutoff;
@@ -307,21 +310,29 @@ impl DedupWindow {
         const AHEAD: usize = 8;
         self.sweep_countdown = SWEEP_EVERY;
         let len = self.entries.len();
-        let walk = self.sweep_left.min(SWEEP_SLICE).min(len);
+        let mut walk = self.sweep_left.min(SWEEP_SLICE).min(len);
         self.sweep_left -= walk;
         self.due.clear();
-        for _ in 0..walk {
+        let cutoff = self.sweep_cutoff;
+        while walk > 0 {
             if self.sweep_at >= len {
                 self.sweep_at = 0;
             }
-            let seen = &mut self.entries[self.sweep_at];
-            // A free entry's `ts` is above every cutoff.
-            if seen.ts < self.sweep_cutoff {
-                self.due.push((seen.low, self.sweep_at as u32));
-                seen.ts = FREE;
-                self.free.push(self.sweep_at as u32);
+            // The rest of the entry's chunk, or of the slice.
+            let run = self.entries.run_from_mut(self.sweep_at);
+            let run_len = run.len().min(walk);
+            assert!(run_len > 0, "the sweep walks held entries only");
+            for (k, seen) in run[..run_len].iter_mut().enumerate() {
+                // A free entry's `ts` is above every cutoff.
+                if seen.ts < cutoff {
+                    let at = (self.sweep_at + k) as u32;
+                    self.due.push((seen.low, at));
+                    seen.ts = FREE;
+                    self.free.push(at);
+                }
             }
-            self.sweep_at += 1;
+            self.sweep_at += run_len;
+            walk -= run_len;
         }
         for k in 0..self.due.len() {
             if let Some(&(low, _)) = self.due.get(k + AHEAD) {
@@ -353,12 +364,10 @@ impl DedupWindow {
                 .filter(|seen| seen.ts >= cutoff && seen.ts != FREE)
                 .map(|seen| (seen.ts, seen.id())),
         );
-        all.extend(
-            self.overflow
-                .iter()
-                .filter(|&(_, &ts)| ts >= cutoff)
-                .map(|(&id, &ts)| (ts, id)),
-        );
+        // The side map holds no id due to be swept: a lap's start drops
+        // them, and an id enters it (or moves) only inside the window.
+        debug_assert!(self.overflow.values().all(|&ts| ts >= cutoff));
+        all.extend(self.overflow.iter().map(|(&id, &ts)| (ts, id)));
         all.sort_unstable();
         all
     }

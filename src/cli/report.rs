@@ -12,9 +12,10 @@ use coupon_stream_core::state::StateStats;
 use crate::kafka::config::Guarantee;
 use crate::ops::telemetry::Progress;
 use crate::replay::ReplayTally;
-use crate::tools::bench::{BenchOptions, BenchReport, LatencyMs};
+use crate::tools::bench::{BenchOptions, BenchReport, LatencyMs, Mode};
 use crate::tools::demo::{DemoReport, Tick};
 use crate::tools::loadgen::LoadSummary;
+use crate::tools::scrape::DecisionBatches;
 
 const MIB: f64 = (1 << 20) as f64;
 
@@ -110,6 +111,16 @@ impl fmt::Display for BenchTable<'_> {
                 threads.join(", ")
             )?;
         }
+        for r in reports.iter().filter(|r| r.mode == Mode::Processor) {
+            writeln!(
+                f,
+                "{}",
+                BatchLine {
+                    label: bench_label(r),
+                    batches: r.decision_batches.as_ref(),
+                }
+            )?;
+        }
         if let Some(baseline) = reports.iter().find(|r| r.guarantee.is_none()) {
             for processor in reports.iter().filter(|r| r.guarantee.is_some()) {
                 writeln!(
@@ -125,6 +136,43 @@ impl fmt::Display for BenchTable<'_> {
                 r.outcomes.iter().map(|(o, n)| format!("{o}={n}")).collect();
             writeln!(f, "outcomes: {}", outcomes.join(" "))?;
             writeln!(f, "load generator: {:.0} events/s", r.produced_per_second)?;
+        }
+        Ok(())
+    }
+}
+
+/// A processor run's decision batches, read from its `/metrics`.
+struct BatchLine<'a> {
+    label: String,
+    batches: Option<&'a DecisionBatches>,
+}
+
+impl fmt::Display for BatchLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} decision batches: ", self.label)?;
+        let Some(b) = self.batches else {
+            return write!(f, "not read (its /metrics did not answer)");
+        };
+        write!(
+            f,
+            "{}, {:.2} ms mean, {:.2} s deciding",
+            b.batches, b.mean_ms, b.seconds
+        )?;
+        if let Some(p99) = b.p99_ms_at_most {
+            write!(f, ", p99 <= {p99} ms")?;
+        }
+        // Up to the first bound no batch passed.
+        let listed = b
+            .slower_than_ms
+            .iter()
+            .position(|&(_, n)| n == 0)
+            .map_or(b.slower_than_ms.len(), |i| i + 1);
+        let slower: Vec<String> = b.slower_than_ms[..listed]
+            .iter()
+            .map(|(ms, n)| format!("{ms} ms: {n}"))
+            .collect();
+        if !slower.is_empty() {
+            write!(f, "; slower than {}", slower.join(", "))?;
         }
         Ok(())
     }
@@ -317,4 +365,37 @@ pub fn progress_bar(events: u64) -> indicatif::ProgressBar {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_line_lists_slow_batches_up_to_the_first_bound_none_passed() {
+        let batches = DecisionBatches {
+            batches: 283,
+            seconds: 1.39,
+            mean_ms: 4.912,
+            p99_ms_at_most: Some(100.0),
+            slower_than_ms: vec![(10.0, 22), (25.0, 12), (50.0, 3), (100.0, 0), (250.0, 0)],
+        };
+        let line = BatchLine {
+            label: "processor".to_owned(),
+            batches: Some(&batches),
+        };
+        assert_eq!(
+            line.to_string(),
+            "processor decision batches: 283, 4.91 ms mean, 1.39 s deciding, p99 <= 100 ms; \
+             slower than 10 ms: 22, 25 ms: 12, 50 ms: 3, 100 ms: 0"
+        );
+        let unread = BatchLine {
+            label: "processor eos".to_owned(),
+            batches: None,
+        };
+        assert_eq!(
+            unread.to_string(),
+            "processor eos decision batches: not read (its /metrics did not answer)"
+        );
+    }
 }

@@ -18,7 +18,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{
+    BuildError, Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use coupon_stream_core::decision_core::Verdict;
 use coupon_stream_core::event::EventType;
@@ -108,10 +110,10 @@ const BATCH_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// Installs the global Prometheus recorder and describes every metric.
-/// Call once per process; returns the handle that renders `/metrics`.
-pub fn install() -> Result<PrometheusHandle, BuildError> {
-    let recorder = PrometheusBuilder::new()
+/// The processor's Prometheus recorder (its histogram buckets), not yet
+/// installed.
+pub fn recorder() -> Result<PrometheusRecorder, BuildError> {
+    Ok(PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(BATCH_DURATION.to_owned()), &BATCH_BUCKETS)?
         .set_buckets_for_metric(
             Matcher::Full(SNAPSHOT_DURATION.to_owned()),
@@ -122,7 +124,13 @@ pub fn install() -> Result<PrometheusHandle, BuildError> {
             Matcher::Full(RESTORE_DURATION.to_owned()),
             &SNAPSHOT_BUCKETS,
         )?
-        .build_recorder();
+        .build_recorder())
+}
+
+/// Installs the global Prometheus recorder and describes every metric.
+/// Call once per process; returns the handle that renders `/metrics`.
+pub fn install() -> Result<PrometheusHandle, BuildError> {
+    let recorder = recorder()?;
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(BuildError::FailedToSetGlobalRecorder)?;
     describe();
@@ -176,7 +184,7 @@ fn describe() {
     );
     describe_gauge!(
         CONSUMER_LAG,
-        "Messages between the consumer's position and the end of each assigned input partition."
+        "Messages between the group's committed offset and the end of each assigned input partition (librdkafka statistics, every 5 s)."
     );
     describe_gauge!(
         ASSIGNED_PARTITIONS,

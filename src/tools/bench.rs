@@ -6,7 +6,8 @@
 //! reports throughput, end-to-end latency percentiles (event produced to
 //! decision readable, from the Kafka timestamps the processor carries over
 //! from input to decision), outcome counts, CPU seconds per million events
-//! and peak resident memory. With `baseline`, it first runs the same events
+//! and peak resident memory, and the processor's own decision-batch times
+//! from its `/metrics`. With `baseline`, it first runs the same events
 //! through `coupon-stream copy` (consume and produce, no decisions, same
 //! client settings): the ceiling the processor is compared against.
 
@@ -27,8 +28,10 @@ use thiserror::Error;
 
 use crate::kafka::admin::{AdminError, ensure_topics};
 use crate::kafka::config::Guarantee;
+use crate::ops::telemetry;
 use crate::tools::broker::{BrokerChoice, BrokerError};
 use crate::tools::loadgen::{self, LoadError};
+use crate::tools::scrape::{self, DecisionBatches};
 use coupon_stream_core::reason::Outcome;
 use coupon_stream_core::workload::{Profile, Workload, WorkloadConfig};
 
@@ -173,6 +176,10 @@ pub struct BenchReport {
     /// the process total minus the live threads.
     pub cpu_by_thread: Vec<ThreadCpu>,
     pub peak_rss_bytes: u64,
+    /// The processor's own batch times, from its `/metrics` after the last
+    /// record was read (absent for the baseline, or when not readable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision_batches: Option<DecisionBatches>,
 }
 
 /// Runs the baseline (when asked) and the processor on the same broker
@@ -304,6 +311,10 @@ fn run_one(
     let load = load.join().map_err(|_| BenchError::Panicked)??;
     let read = read?;
     let seconds = read.last_read.duration_since(started).as_secs_f64();
+    let decision_batches = match mode {
+        Mode::Baseline => None,
+        Mode::Processor => decision_batches(port),
+    };
     let (cpu_seconds, peak_rss_bytes) = child_usage(child.0.id());
     let cpu_by_thread = cpu_by_thread(child.0.id(), cpu_seconds);
     Ok(BenchReport {
@@ -331,6 +342,7 @@ fn run_one(
         cpu_seconds_per_million_events: cpu_seconds / (options.events as f64 / 1e6),
         cpu_by_thread,
         peak_rss_bytes,
+        decision_batches,
     })
 }
 
@@ -361,7 +373,8 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-fn http_status(port: u16, path: &str) -> Option<u16> {
+/// `GET path` from the child's HTTP endpoint: the status and the body.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -372,7 +385,26 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    response.split(' ').nth(1)?.parse().ok()
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Some((status, body))
+}
+
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).map(|(status, _)| status)
+}
+
+/// The processor child's decision batches, read from its `/metrics`;
+/// `None` when the endpoint does not answer or has no such histogram.
+fn decision_batches(port: u16) -> Option<DecisionBatches> {
+    let (status, body) = http_get(port, "/metrics")?;
+    if status != 200 {
+        return None;
+    }
+    scrape::histogram(&body, telemetry::BATCH_DURATION).map(|h| DecisionBatches::from_histogram(&h))
 }
 
 fn wait_ready(child: &mut Child, port: u16, what: &'static str) -> Result<(), BenchError> {
