@@ -1,6 +1,7 @@
 //! The longest single insert while a partition's largest tables grow: the
-//! interner (user ids) and the duplicate window (event ids), each taking
-//! `IDS` new ids one at a time. A growing hash index places every entry
+//! interner (user ids), one campaign's holdings (users holding its
+//! coupons) and the duplicate window (event ids), each taking `IDS` new
+//! ids one at a time. A growing hash index places every entry
 //! again at once, so the insert that grows it waits for all of them; that
 //! wait is a batch's stall and lands in the decision latency's tail.
 //!
@@ -23,6 +24,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use coupon_stream_core::dedup::{DedupWindow, event_id_hash};
 use coupon_stream_core::intern::Interner;
+use coupon_stream_core::state::holdings::Holdings;
 use coupon_stream_core::workload::SplitMix64;
 
 /// How long `n` inserts took.
@@ -87,6 +89,13 @@ fn main() {
     });
     assert_eq!(interner.len() as u64, n);
     report("interner, new ids", n, &interned);
+
+    // One campaign's holders (a platform-wide coupon): every user new to
+    // it, handles in the order an interner gives them.
+    let mut holdings = Holdings::default();
+    let held = timed(0..n, |k| holdings.add(k as u32));
+    assert_eq!(holdings.len() as u64, n);
+    report("holdings, new holders", n, &held);
 
     let ids: Vec<u128> = (0..n).map(|k| event_id_hash(&format!("ev-{k}"))).collect();
     // A window longer than the run: every id stays.

@@ -38,7 +38,9 @@
 //! the new groups are allocated zeroed, so the kernel zeroes their pages
 //! as the moves first touch them. The interners grow this way:
 //! 3,000,000 new ids, slowest insert 79-161 ms rebuilt in order, 1.2-2.0
-//! ms a step at a time (`growth_stall`).
+//! ms a step at a time (`growth_stall`). An owner whose hash of a handle
+//! costs no cache miss (the holdings) lets the table move whole old
+//! groups itself ([`HandleTable::move_groups`]).
 
 use crate::prefetch::prefetch;
 
@@ -121,6 +123,9 @@ pub struct HandleTable {
     /// groups before the growth, unchanged since, holding every entry the
     /// owner has not yet moved into `groups`. Empty otherwise.
     previous: Vec<Group>,
+    /// While growing through [`HandleTable::move_groups`]: the previous
+    /// groups whose entries were moved, `0..moved_groups`.
+    moved_groups: usize,
 }
 
 /// Summarises: a table can hold millions of handles.
@@ -333,6 +338,40 @@ impl HandleTable {
             return false;
         }
         self.previous = std::mem::replace(&mut self.groups, zeroed_groups(groups));
+        self.moved_groups = 0;
+        true
+    }
+
+    /// While growing a step at a time, for an owner that can hash a handle
+    /// without a cache miss: moves every entry of the next `count` previous
+    /// groups into the new groups (`rehash` giving each one's hash, their
+    /// new lines fetched ahead), and ends the growth after the last group.
+    /// A growth to twice the groups is over after `previous groups /
+    /// count` calls, long before the next is due (10.5 inserts per
+    /// previous group at 7/8 load). Returns whether the growth is over.
+    pub fn move_groups(&mut self, count: usize, rehash: impl Fn(u32) -> u64) -> bool {
+        debug_assert!(self.is_growing());
+        let end = self
+            .moved_groups
+            .saturating_add(count)
+            .min(self.previous.len());
+        for g in self.moved_groups..end {
+            let group = &self.previous[g];
+            let held = usize::from(group.len);
+            let mut pending = [(0u64, 0u32); GROUP_SLOTS];
+            for (slot, &handle) in pending.iter_mut().zip(&group.handles[..held]) {
+                *slot = (rehash(handle), handle);
+                prefetch(&self.groups[self.home(slot.0)]);
+            }
+            for &(hash, handle) in &pending[..held] {
+                self.move_entry(hash, handle);
+            }
+        }
+        self.moved_groups = end;
+        if end < self.previous.len() {
+            return false;
+        }
+        self.end_growth();
         true
     }
 
@@ -373,6 +412,7 @@ impl HandleTable {
             "HandleTable::end_growth before every entry was moved"
         );
         self.previous = Vec::new();
+        self.moved_groups = 0;
     }
 
     /// Replaces every entry with `entries`, `count` of them (hash,
@@ -407,6 +447,7 @@ impl HandleTable {
         assert!(groups.is_power_of_two());
         // The entries given are every entry: a growth under way is over.
         self.previous = Vec::new();
+        self.moved_groups = 0;
         if self.groups.len() == groups {
             self.groups.fill(Group::EMPTY);
         } else {
