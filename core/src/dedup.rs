@@ -34,6 +34,18 @@
 //! events and the watermark alone (not of when the window was restored or
 //! how far the sweep got), and a restored window encodes exactly as the
 //! original would.
+//!
+//! While the window first fills (a partition's first window after a cold
+//! start, or a rate higher than ever), its index grows, and a growth that
+//! placed every id again at once stalled one check (33 ms at 688,000 ids
+//! here, hundreds of ms at tens of millions). It grows a step at a time
+//! instead ([`HandleTable::reserve_stepwise`]): each new id moves the next
+//! [`MOVES_PER_PUSH`] entries, in position order, into the larger index.
+//! A growth begins this way only with no free entry, and a slice of the
+//! sweep that walks entries finishes a growth under way first, so no entry
+//! is freed or reused mid-growth (the moves would place it twice). While
+//! nothing can be due (every id held was first seen at or after the lap's
+//! cutoff, as throughout the first window) a lap walks nothing at all.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +69,11 @@ const SWEEP_EVERY: u32 = 64;
 /// 1/32 of that more: 1 + 1/4 + 1/25 windows' worth at most. A lap walks
 /// the same entries however fast; a slice is tens of microseconds.
 const SWEEP_SLICE: usize = 32 * SWEEP_EVERY as usize;
+
+/// Entries each new id moves into a growing index: as the interners
+/// (`intern::MOVES_PER_INTERN`), so a growth to twice the size ends after
+/// 1/32 of the ids it makes room for.
+pub const MOVES_PER_PUSH: usize = 32;
 
 pub fn event_id_hash(event_id: &str) -> u128 {
     xxhash_rust::xxh3::xxh3_128(event_id.as_bytes())
@@ -118,6 +135,13 @@ pub struct DedupWindow {
     entries: Entries,
     /// Positions of the free entries.
     free: Vec<u32>,
+    /// While the index grows a step at a time: the positions still to move
+    /// into it (every one in use). Empty otherwise.
+    moving: std::ops::Range<usize>,
+    /// No remembered id was first seen before this (a lower bound: the
+    /// least `ts` ever remembered). A lap whose cutoff is not above it has
+    /// nothing to sweep.
+    oldest_ts: u64,
     /// An id's low 64 bits -> its position in `entries`, for exactly the
     /// entries in use. The low bits are unique among them.
     index: HandleTable,
@@ -151,6 +175,8 @@ impl DedupWindow {
             due: Vec::new(),
             entries: ChunkedVec::new(),
             free: Vec::new(),
+            moving: 0..0,
+            oldest_ts: FREE,
             index: HandleTable::default(),
             overflow: BTreeMap::new(),
         }
@@ -214,8 +240,13 @@ impl DedupWindow {
         if self.free.is_empty() && self.entries.len() >= ENTRIES_MAX {
             return false;
         }
-        let entries = &self.entries;
-        self.index.reserve_rebuilding(1, || in_use(entries));
+        if self.index.is_growing() {
+            self.move_step();
+        }
+        if !self.index.has_room(1) {
+            self.grow();
+        }
+        self.oldest_ts = self.oldest_ts.min(seen.ts);
         let at = match self.free.pop() {
             Some(at) => {
                 self.entries[at as usize] = seen;
@@ -225,6 +256,59 @@ impl DedupWindow {
         };
         self.index.insert_reserved(seen.low, at);
         true
+    }
+
+    /// Makes room for one more id: a step at a time when no entry is free
+    /// (see the module doc), else rebuilt from the entries in use.
+    #[cold]
+    fn grow(&mut self) {
+        // Not reached while every growth doubles (see MOVES_PER_PUSH);
+        // bounded all the same.
+        self.finish_growth();
+        if self.free.is_empty() && self.index.reserve_stepwise(1) {
+            self.moving = 0..self.entries.len();
+        } else {
+            let entries = &self.entries;
+            self.index.reserve_rebuilding(1, || in_use(entries));
+        }
+    }
+
+    /// Moves the next [`MOVES_PER_PUSH`] entries into the growing index,
+    /// ending the growth after the last; their new lines are fetched first,
+    /// so the cache misses overlap, and the entries of the step after are
+    /// fetched for the next call.
+    #[inline(never)]
+    fn move_step(&mut self) {
+        debug_assert!(self.index.is_growing() && !self.moving.is_empty());
+        let start = self.moving.start;
+        let end = self.moving.end.min(start + MOVES_PER_PUSH);
+        for at in start..end {
+            self.index.prefetch_move(self.entries[at].low);
+        }
+        for at in start..end {
+            let seen = &self.entries[at];
+            debug_assert!(seen.ts != FREE, "a free entry while growing");
+            self.index.move_entry(seen.low, at as u32);
+        }
+        self.moving.start = end;
+        if self.moving.is_empty() {
+            self.index.end_growth();
+            return;
+        }
+        // The next step's entries, one line in two of 24-byte entries:
+        // read long ago, they are no longer cached.
+        let next = end..self.moving.end.min(end + MOVES_PER_PUSH);
+        for at in next.step_by(2) {
+            prefetch(&self.entries[at]);
+        }
+    }
+
+    /// Moves every entry left to move and ends the growth, if one is under
+    /// way.
+    fn finish_growth(&mut self) {
+        while self.index.is_growing() {
+            self.move_step();
+        }
     }
 
     /// Whether the valid event `(id, ts)` is a duplicate given the partition
@@ -294,7 +378,13 @@ impl DedupWindow {
         let period = watermark / self.sweep_ms;
         self.next_sweep_at = (period + 1).saturating_mul(self.sweep_ms);
         self.sweep_cutoff = (period * self.sweep_ms).saturating_sub(self.window_ms);
-        self.sweep_left = self.entries.len();
+        // Nothing held was first seen before the cutoff (the first window):
+        // a lap would walk every entry and free none.
+        self.sweep_left = if self.sweep_cutoff <= self.oldest_ts {
+            0
+        } else {
+            self.entries.len()
+        };
         if !self.overflow.is_empty() {
             let cutoff = self.sweep_cutoff;
             self.overflow.retain(|_, ts0| *ts0 >= cutoff);
@@ -311,6 +401,11 @@ impl DedupWindow {
         self.sweep_countdown = SWEEP_EVERY;
         let len = self.entries.len();
         let mut walk = self.sweep_left.min(SWEEP_SLICE).min(len);
+        if walk == 0 {
+            return;
+        }
+        // Entries may be freed: no growth may be under way.
+        self.finish_growth();
         self.sweep_left -= walk;
         self.due.clear();
         let cutoff = self.sweep_cutoff;
@@ -374,6 +469,7 @@ impl DedupWindow {
 
     /// Makes room for `additional` more remembered ids.
     pub(crate) fn reserve(&mut self, additional: usize) {
+        self.finish_growth();
         self.entries.reserve(additional);
         let entries = &self.entries;
         self.index
@@ -478,6 +574,91 @@ mod tests {
             assert!(d.check_and_remember(event_id_hash(&ts.to_string()), 50_000, 50_000));
         }
         assert!(!d.restore_first_seen(event_id_hash("x"), FREE));
+    }
+
+    #[test]
+    fn grows_a_step_at_a_time_while_it_first_fills() {
+        let id = |k: u64| event_id_hash(&format!("ev-{k}"));
+        let n = 60_000u64;
+        let mut d = DedupWindow::new(1 << 40);
+        let (mut growths, mut was_growing) = (0, false);
+        for k in 0..n {
+            let ts = 1_000 + k;
+            assert!(!d.check_and_remember(id(k), ts, ts), "{k} new");
+            let growing = d.index.is_growing();
+            growths += usize::from(growing && !was_growing);
+            was_growing = growing;
+            if growing || k % 1_009 == 0 {
+                // Ids from before the growth, moved or not, and since.
+                for j in [0, k / 2, k.saturating_sub(1), k] {
+                    assert!(d.check_and_remember(id(j), ts, ts), "{j} at {k}");
+                }
+            }
+            assert_eq!(d.index.len(), d.entries.len());
+        }
+        assert!(growths >= 8, "{growths} growths");
+        assert!(!d.index.is_growing());
+        for k in 0..n {
+            assert!(d.check_and_remember(id(k), 1_000 + n, 1_000 + n), "{k}");
+        }
+        assert_eq!(d.len() as u64, n);
+    }
+
+    #[test]
+    fn a_growth_ends_before_a_sweep_frees_entries() {
+        let id = |k: u64| event_id_hash(&format!("ev-{k}"));
+        let mut d = DedupWindow::new(1_000);
+        // Ids at one ts until the index grows past 5,000: more entries to
+        // move than the checks before the next slice of a sweep move.
+        let mut k = 0;
+        while !(d.index.is_growing() && d.entries.len() > 5_000) {
+            assert!(!d.check_and_remember(id(k), 100, 100));
+            k += 1;
+        }
+        assert!(d.free.is_empty());
+        // Two windows on, every id held is due: the lap's first slice
+        // frees entries, so it must end the growth first.
+        for j in 0..SWEEP_EVERY as u64 {
+            assert!(!d.check_and_remember(id(k + j), 3_000, 3_000));
+        }
+        assert!(!d.index.is_growing());
+        assert!(!d.free.is_empty());
+        assert_eq!(d.index.len(), d.entries.len() - d.free.len());
+        // Swept ids are new again; the new ones are still held.
+        assert!(!d.check_and_remember(id(0), 3_000, 3_000));
+        assert!(d.check_and_remember(id(k), 3_000, 3_000));
+    }
+
+    #[test]
+    fn a_rising_rate_grows_the_index_as_the_reference_says() {
+        // One id a millisecond for two windows, then twenty: the index grows
+        // while laps free the ids of the first two windows.
+        let window = 1_000u64;
+        let mut d = DedupWindow::new(window);
+        let mut reference = Reference::default();
+        let mut rng = crate::workload::SplitMix64::new(5);
+        let mut ids = Vec::new();
+        let mut growths = 0;
+        let mut was_growing = false;
+        for ms in 0..6_000u64 {
+            for _ in 0..if ms < 2 * window { 1 } else { 20 } {
+                let new = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+                ids.push(new);
+                // Now and then a repeat of a recent or an old id.
+                let id = match rng.next_u64() % 16 {
+                    0 => ids[ids.len() - 1 - (rng.next_u64() as usize % ids.len().min(5_000))],
+                    _ => new,
+                };
+                let want = reference.check_and_remember(id, ms, ms, window);
+                assert_eq!(d.check_and_remember(id, ms, ms), want, "at {ms}");
+                assert_eq!(d.index.len(), d.entries.len() - d.free.len());
+                let growing = d.index.is_growing();
+                assert!(!growing || d.free.is_empty());
+                growths += usize::from(growing && !was_growing);
+                was_growing = growing;
+            }
+        }
+        assert!(growths >= 3, "{growths} growths a step at a time");
     }
 
     #[test]
