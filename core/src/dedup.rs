@@ -282,14 +282,13 @@ impl DedupWindow {
         debug_assert!(self.index.is_growing() && !self.moving.is_empty());
         let start = self.moving.start;
         let end = self.moving.end.min(start + MOVES_PER_PUSH);
-        for at in start..end {
-            self.index.prefetch_move(self.entries[at].low);
-        }
-        for at in start..end {
+        let mut moves = [(0u64, 0u32); MOVES_PER_PUSH];
+        for (slot, at) in moves.iter_mut().zip(start..end) {
             let seen = &self.entries[at];
             debug_assert!(seen.ts != FREE, "a free entry while growing");
-            self.index.move_entry(seen.low, at as u32);
+            *slot = (seen.low, at as u32);
         }
+        self.index.move_entries(&moves[..end - start]);
         self.moving.start = end;
         if self.moving.is_empty() {
             self.index.end_growth();

@@ -250,7 +250,9 @@ impl HandleTable {
     }
 
     /// Adds `handle`, which no entry holds yet, under `hash`; `rehash`
-    /// gives the hash of any handle already held, for growing.
+    /// gives the hash of any handle already held, for growing. Tests' way
+    /// in: every owner grows a step at a time or by rebuilding.
+    #[cfg(test)]
     pub fn insert_unique(&mut self, hash: u64, handle: u32, rehash: impl Fn(u32) -> u64) {
         self.reserve(1, rehash);
         self.insert_reserved(hash, handle);
@@ -315,7 +317,7 @@ impl HandleTable {
     /// when the table must grow: larger groups take every insert from now
     /// on, while the current ones stay unchanged and lookups read them
     /// first. The owner then moves each entry held now into the new groups
-    /// ([`HandleTable::move_entry`], a few per insert) and calls
+    /// ([`HandleTable::move_entries`], a few per insert) and calls
     /// [`HandleTable::end_growth`]. Growing thus costs a step per insert
     /// instead of one stall that places every entry, at the price of a
     /// second probe, until the end, for entries added since and hashes not
@@ -361,11 +363,8 @@ impl HandleTable {
             let mut pending = [(0u64, 0u32); GROUP_SLOTS];
             for (slot, &handle) in pending.iter_mut().zip(&group.handles[..held]) {
                 *slot = (rehash(handle), handle);
-                prefetch(&self.groups[self.home(slot.0)]);
             }
-            for &(hash, handle) in &pending[..held] {
-                self.move_entry(hash, handle);
-            }
+            self.move_entries(&pending[..held]);
         }
         self.moved_groups = end;
         if end < self.previous.len() {
@@ -380,23 +379,22 @@ impl HandleTable {
         self.groups_for(additional).is_none()
     }
 
-    /// Starts fetching the line [`HandleTable::move_entry`] of `hash` will
-    /// write.
-    pub fn prefetch_move(&self, hash: u64) {
+    /// Places entries held before [`HandleTable::reserve_stepwise`] began
+    /// a growth, each `(hash, handle)`, in the new groups: their lines are
+    /// fetched first, so the cache misses overlap, then each is placed.
+    /// The owner moves each such entry exactly once.
+    pub fn move_entries(&mut self, moves: &[(u64, u32)]) {
         debug_assert!(self.is_growing());
-        prefetch(&self.groups[self.home(hash)]);
-    }
-
-    /// Places an entry held before [`HandleTable::reserve_stepwise`] began
-    /// a growth, `handle` under `hash`, in the new groups. The owner moves
-    /// each such entry exactly once.
-    pub fn move_entry(&mut self, hash: u64, handle: u32) {
-        debug_assert!(self.is_growing());
-        debug_assert!(
-            position(&self.groups, hash, |h| h == handle).is_none(),
-            "entry moved twice"
-        );
-        place(&mut self.groups, hash, handle);
+        for &(hash, _) in moves {
+            prefetch(&self.groups[self.home(hash)]);
+        }
+        for &(hash, handle) in moves {
+            debug_assert!(
+                position(&self.groups, hash, |h| h == handle).is_none(),
+                "entry moved twice"
+            );
+            place(&mut self.groups, hash, handle);
+        }
     }
 
     /// Ends a growth once every entry held at its start was moved: frees

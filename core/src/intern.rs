@@ -246,14 +246,11 @@ impl Interner {
         debug_assert!(table.is_growing() && moving.start < moving.end);
         let start = moving.start;
         let end = moving.end.min(start + MOVES_PER_INTERN as u32);
-        let mut hashes = [0u64; MOVES_PER_INTERN];
-        for (hash, id) in hashes.iter_mut().zip(start..end) {
-            *hash = hasher.hash_one(handle_bytes(slots, chunks, id));
-            table.prefetch_move(*hash);
+        let mut moves = [(0u64, 0u32); MOVES_PER_INTERN];
+        for (slot, id) in moves.iter_mut().zip(start..end) {
+            *slot = (hasher.hash_one(handle_bytes(slots, chunks, id)), id);
         }
-        for (&hash, id) in hashes.iter().zip(start..end) {
-            table.move_entry(hash, id);
-        }
+        table.move_entries(&moves[..(end - start) as usize]);
         moving.start = end;
         if moving.start == moving.end {
             table.end_growth();

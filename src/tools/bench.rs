@@ -393,10 +393,6 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    http_get(port, path).map(|(status, _)| status)
-}
-
 /// The processor child's decision batches, read from its `/metrics`;
 /// `None` when the endpoint does not answer or has no such histogram.
 fn decision_batches(port: u16) -> Option<DecisionBatches> {
@@ -409,7 +405,7 @@ fn decision_batches(port: u16) -> Option<DecisionBatches> {
 
 fn wait_ready(child: &mut Child, port: u16, what: &'static str) -> Result<(), BenchError> {
     let started = Instant::now();
-    while http_status(port, "/readyz") != Some(200) {
+    while http_get(port, "/readyz").map(|(status, _)| status) != Some(200) {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(BenchError::ChildExited { what, status });
         }
