@@ -23,7 +23,7 @@ use std::fmt::Write as _;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// The options `src/allocator.rs` compiles into the processor.
-const JEMALLOC_CONF: &str = "thp:always,metadata_thp:always";
+const JEMALLOC_CONF: &str = "thp:default,metadata_thp:disabled";
 
 use coupon_stream_core::config::CoreConfig;
 use coupon_stream_core::decision_core::DecisionCore;
