@@ -21,6 +21,8 @@ use super::Field;
 use crate::event::{Body, Event, EventType, IssueRequest, RedeemRequest, ReleaseRequest};
 use crate::id::{INT_MAX, is_valid_id};
 use crate::json::first_special_byte;
+#[cfg(target_arch = "x86_64")]
+use crate::json::{digit_bytes_16, special_bytes_16};
 
 /// Most recipients the fast path collects before leaving a request to the
 /// strict decoder; only bounds the work of a value that will be refused.
@@ -145,6 +147,108 @@ pub(super) fn decode_fast(value: &[u8]) -> Option<Event<'_>> {
     })
 }
 
+/// A name of at most 16 bytes as two little-endian words of its bytes
+/// (the first 8, the next 8), the bytes above its end zero.
+const fn name_words(name: &[u8]) -> (u64, u64) {
+    assert!(name.len() <= 16);
+    let mut words = [0u64; 2];
+    let mut i = 0;
+    while i < name.len() {
+        words[i / 8] |= (name[i] as u64) << (8 * (i % 8));
+        i += 1;
+    }
+    (words[0], words[1])
+}
+
+/// The [`name_words`] of a name of `len` bytes (below 16) at the start of
+/// `window`.
+fn window_words(window: &[u8; 16], len: usize) -> (u64, u64) {
+    /// Per name length, the masks of its bytes in each word.
+    const MASKS: [(u64, u64); 16] = {
+        let mut masks = [(0, 0); 16];
+        let mut len = 1;
+        while len < 16 {
+            masks[len] = if len < 8 {
+                ((1 << (8 * len)) - 1, 0)
+            } else if len == 8 {
+                (u64::MAX, 0)
+            } else {
+                (u64::MAX, (1 << (8 * (len - 8))) - 1)
+            };
+            len += 1;
+        }
+        masks
+    };
+    let (low_mask, high_mask) = MASKS[len];
+    let (low, high) = window.split_at(8);
+    let word = |bytes: &[u8]| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        u64::from_le_bytes(word)
+    };
+    (word(low) & low_mask, word(high) & high_mask)
+}
+
+const TYPE_NAME: (u64, u64) = name_words(b"type");
+const EVENT_ID_NAME: (u64, u64) = name_words(b"event_id");
+const TS_NAME: (u64, u64) = name_words(b"ts");
+const SELLER_ID_NAME: (u64, u64) = name_words(b"seller_id");
+const CAMPAIGN_ID_NAME: (u64, u64) = name_words(b"campaign_id");
+const USER_IDS_NAME: (u64, u64) = name_words(b"user_ids");
+const COUPON_ID_NAME: (u64, u64) = name_words(b"coupon_id");
+const USER_ID_NAME: (u64, u64) = name_words(b"user_id");
+const ORDER_ID_NAME: (u64, u64) = name_words(b"order_id");
+const ORDER_CENTS_NAME: (u64, u64) = name_words(b"order_cents");
+
+/// The field of the fast path's events that a member name names, from the
+/// name's [`name_words`]: a few word comparisons instead of a length switch
+/// and byte comparisons. Exact for a name without a zero byte (two names
+/// of different lengths then differ in their words). Any other name is
+/// `None`, which is what the fast path makes of a field outside its three
+/// types anyway.
+fn hot_field(name: (u64, u64)) -> Option<Field> {
+    Some(match name {
+        TYPE_NAME => Field::Type,
+        EVENT_ID_NAME => Field::EventId,
+        TS_NAME => Field::Ts,
+        SELLER_ID_NAME => Field::SellerId,
+        CAMPAIGN_ID_NAME => Field::CampaignId,
+        USER_IDS_NAME => Field::UserIds,
+        COUPON_ID_NAME => Field::CouponId,
+        USER_ID_NAME => Field::UserId,
+        ORDER_ID_NAME => Field::OrderId,
+        ORDER_CENTS_NAME => Field::OrderCents,
+        _ => return None,
+    })
+}
+
+/// The value of the first `digits` (at most 16) bytes of `window`, all
+/// ASCII digits: eight digits at a time in a word, each step adding pairs
+/// of neighbours (SWAR), instead of a multiply and a branch per digit.
+#[cfg(target_arch = "x86_64")]
+fn digits_value(window: &[u8; 16], digits: usize) -> u64 {
+    const ZEROS: u64 = u64::from_le_bytes([b'0'; 8]);
+    /// The value of eight digits in a word, the first in its lowest byte.
+    fn eight(word: u64) -> u64 {
+        let pairs = (word * 10 + (word >> 8)) & 0x00ff_00ff_00ff_00ff;
+        let quads = (pairs * 100 + (pairs >> 16)) & 0x0000_ffff_0000_ffff;
+        (quads * 10_000 + (quads >> 32)) & 0xffff_ffff
+    }
+    let word = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&window[at..at + 8]);
+        u64::from_le_bytes(word).wrapping_sub(ZEROS)
+    };
+    // `n` (1 to 8) digits at `at`: shifted up so that the bytes after them
+    // leave the word and zeros (leading zeros) come in below.
+    let first = |at: usize, n: usize| eight(word(at) << (8 * (8 - n)));
+    match digits {
+        0 => 0,
+        1..=8 => first(0, digits),
+        _ => first(0, digits - 8) * 100_000_000 + eight(word(digits - 8)),
+    }
+}
+
 struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
@@ -183,29 +287,26 @@ impl<'a> Cursor<'a> {
         self.expect(b'"')?;
         let start = self.pos;
         let rest = &self.bytes[start..];
-        let len = match rest.get(..16) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(window) = rest.first_chunk::<16>() {
             // The fast path's longest field name has 11 bytes: a name
-            // whose quote is not in the first 16 is none of them.
-            Some(window) => {
-                const ONES: u128 = u128::from_le_bytes([1; 16]);
-                const HIGH: u128 = u128::from_le_bytes([0x80; 16]);
-                let mut word = [0u8; 16];
-                word.copy_from_slice(window);
-                let x = u128::from_le_bytes(word) ^ (ONES * u128::from(b'"'));
-                // Exact for the lowest quote, the one wanted.
-                let quotes = x.wrapping_sub(ONES) & !x & HIGH;
-                if quotes == 0 {
-                    return None;
-                }
-                (quotes.trailing_zeros() / 8) as usize
+            // whose quote is not in the first 16 is none of them, and
+            // neither is one with an escape or a control character before
+            // its quote (which also keeps zero bytes out of the words).
+            let len = special_bytes_16(window).trailing_zeros() as usize;
+            if window.get(len) != Some(&b'"') {
+                return None;
             }
-            None => rest.iter().position(|&b| b == b'"')?,
-        };
+            self.pos = start + len + 1;
+            return hot_field(window_words(window, len));
+        }
+        let len = rest.iter().position(|&b| b == b'"')?;
         self.pos = start + len + 1;
         Field::from_name_bytes(&rest[..len])
     }
 
     /// A string without escapes or control characters, at its `"`.
+    #[inline]
     fn plain_string(&mut self) -> Option<&'a str> {
         self.expect(b'"')?;
         let start = self.pos;
@@ -227,21 +328,41 @@ impl<'a> Cursor<'a> {
     /// whitespace continue the fast path).
     fn int(&mut self) -> Option<u64> {
         let start = self.pos;
-        let mut value: u64 = 0;
-        while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.pos) {
-            // 16 digits hold 2^53-1; more is refused or left to the strict
-            // decoder before the sum can overflow.
-            if self.pos - start == 16 {
-                return None;
+        #[cfg(target_arch = "x86_64")]
+        let (digits, value) = match self.bytes[start..].first_chunk::<16>() {
+            Some(window) => {
+                let digits = digit_bytes_16(window).trailing_ones() as usize;
+                // 16 digits hold 2^53-1; a 17th is refused or left to the
+                // strict decoder.
+                if digits == 16 && self.bytes.get(start + 16).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+                (digits, digits_value(window, digits))
             }
-            value = value * 10 + u64::from(d - b'0');
-            self.pos += 1;
-        }
-        let digits = self.pos - start;
+            None => self.int_bytewise()?,
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (digits, value) = self.int_bytewise()?;
+        self.pos = start + digits;
         if digits == 0 || (digits > 1 && self.bytes[start] == b'0') || value > INT_MAX {
             return None;
         }
         Some(value)
+    }
+
+    /// The digits at the cursor, without moving it, and their value; `None`
+    /// past 16 digits.
+    fn int_bytewise(&self) -> Option<(usize, u64)> {
+        let mut value: u64 = 0;
+        let mut digits = 0;
+        while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.pos + digits) {
+            if digits == 16 {
+                return None;
+            }
+            value = value * 10 + u64::from(d - b'0');
+            digits += 1;
+        }
+        Some((digits, value))
     }
 
     /// A non-empty array of valid ids, into `out` (empty on entry).
@@ -281,6 +402,69 @@ mod tests {
         }
     }
 
+    /// What the fast path makes of a member name: its field if that is one
+    /// of the three hot types' fields.
+    fn expected_hot(name: &[u8]) -> Option<Field> {
+        Field::from_name_bytes(name).filter(|&f| (ISSUE | REDEEM | RELEASE) & (1 << f as u32) != 0)
+    }
+
+    #[test]
+    fn hot_field_names_exactly_the_fast_paths_fields() {
+        for field in Field::ALL {
+            let name = field.name().as_bytes();
+            if name.len() < 16 {
+                assert_eq!(
+                    hot_field(name_words(name)),
+                    expected_hot(name),
+                    "{}",
+                    field.name()
+                );
+            }
+            // Every prefix and one-byte extension of a name too.
+            for len in 0..name.len().min(16) {
+                let prefix = &name[..len];
+                assert_eq!(hot_field(name_words(prefix)), expected_hot(prefix));
+            }
+            for extra in [b's', b'_', b'd', b'x'] {
+                let mut longer = name.to_vec();
+                longer.push(extra);
+                if longer.len() < 16 {
+                    assert_eq!(hot_field(name_words(&longer)), expected_hot(&longer));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn window_words_are_the_names_words_whatever_follows() {
+        let name = b"abcdefghijklmnop";
+        for len in 0..16 {
+            for fill in [0u8, b'"', 0xff, b'a'] {
+                let mut window = [fill; 16];
+                window[..len].copy_from_slice(&name[..len]);
+                assert_eq!(
+                    window_words(&window, len),
+                    name_words(&name[..len]),
+                    "{len}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digits_value_is_the_digits_number() {
+        for digits in 0..=16 {
+            for (pattern, after) in [(b"9876543210123456", b'"'), (b"0000000000000001", 0xff)] {
+                let mut window = [after; 16];
+                window[..digits].copy_from_slice(&pattern[..digits]);
+                let expected = pattern[..digits]
+                    .iter()
+                    .fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
+                assert_eq!(digits_value(&window, digits), expected, "{digits}");
+            }
+        }
+    }
+
     #[test]
     fn masks_are_the_fields_each_type_requires() {
         for (event_type, expected) in [
@@ -304,6 +488,11 @@ mod tests {
             r#"{"type":"redeem","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100,"x":null}"#,
             r#"{"type":"redeem","event_id":"e","ts":5,"ts":6,"seller_id":"s","coupon_id":"c:1","user_id":"u","order_id":"o","order_cents":100}"#,
             r#"{"type":"release","event_id":"e","ts":5,"seller_id":"s","coupon_id":"c:1","order_id":"o","order_cents":1}"#,
+            // Names with a zero byte, a control character or an escape
+            // (the strict decoder reads the last one as `ts`).
+            "{\"type\":\"release\",\"event_id\":\"e\",\"ts\u{0}\":5,\"seller_id\":\"s\",\"coupon_id\":\"c:1\",\"order_id\":\"o\"}",
+            "{\"type\":\"release\",\"event_id\":\"e\",\"ts\u{1f}\":5,\"seller_id\":\"s\",\"coupon_id\":\"c:1\",\"order_id\":\"o\"}",
+            r#"{"type":"release","event_id":"e","t\u0073":5,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
             // Numbers: too large, leading zero, fraction, exponent, sign.
             r#"{"type":"release","event_id":"e","ts":9007199254740992,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
             r#"{"type":"release","event_id":"e","ts":05,"seller_id":"s","coupon_id":"c:1","order_id":"o"}"#,
@@ -357,6 +546,7 @@ mod tests {
                 "\"x\"",
                 "\u{e9}",
                 "\n",
+                "\u{0}",
                 "\"ts\":1,",
                 "\"x\":1,",
                 "99999999999999999",
@@ -382,6 +572,21 @@ mod tests {
             if let Some(fast) = decode_fast(&value) {
                 prop_assert_eq!(Ok(fast), strict(&value));
             }
+        }
+
+        #[test]
+        fn int_reads_digits_as_the_bytewise_reading_does(
+            digits in "[0-9]{0,20}",
+            after in prop::sample::select(vec!["", ",", "}", " ", ".5", "e1", "\"", "1234567890123456789"]),
+        ) {
+            let text = format!("{digits}{after}");
+            let mut fast = Cursor { text: &text, bytes: text.as_bytes(), pos: 0 };
+            let slow = Cursor { text: &text, bytes: text.as_bytes(), pos: 0 };
+            let expected = slow.int_bytewise().and_then(|(n, value)| {
+                (n > 0 && !(n > 1 && text.as_bytes()[0] == b'0') && value <= INT_MAX).then_some((n, value))
+            });
+            let got = fast.int().map(|value| (fast.pos, value));
+            prop_assert_eq!(got, expected, "{}", text);
         }
 
         #[test]
