@@ -78,7 +78,7 @@ fn run(args: &args::RunArgs, copy_only: bool) -> anyhow::Result<()> {
 fn replay(args: &args::ReplayArgs) -> anyhow::Result<()> {
     let config = CoreConfig::try_from(&args.core)?;
     let input = args::open_raw_input(args.input.as_deref())?;
-    let output = args::open_output(args.output.as_deref())?;
+    let output = args::open_raw_output(args.output.as_deref())?;
     let started = Instant::now();
     let report = replay::replay_sharded(config, args.into(), input, output)?;
     let seconds = started.elapsed().as_secs_f64();
