@@ -103,6 +103,5 @@ pub fn replay_on_cores<R: Read, W: Write>(
 /// them. With 1 MiB chunks and output blocks, the decoder read input and
 /// the encoder wrote output that the state's random accesses had evicted:
 /// 7.7 M misses of a simulated 2 MiB last-level cache per 300,000 events
-/// against 4.3 M (cachegrind), and 14% more CPU per event (both builds at
-/// once, one per core, 6 pairs of 5 M events; docs/PERFORMANCE.md).
+/// against 4.3 M (cachegrind; docs/PERFORMANCE.md, twelfth session).
 const CHUNK_BYTES: usize = 64 << 10;
