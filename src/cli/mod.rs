@@ -23,7 +23,7 @@ pub use bench_args::BenchArgs;
 pub use core_args::CoreArgs;
 pub use demo_args::DemoArgs;
 pub use error::{ArgsError, is_usage};
-pub use files::{open_input, open_output, open_raw_input, open_raw_output};
+pub use files::{open_output, open_raw_input, open_raw_output};
 pub use http_args::HttpArgs;
 pub use loadgen_args::LoadgenArgs;
 pub use replay_args::ReplayArgs;
