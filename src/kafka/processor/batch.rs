@@ -6,10 +6,9 @@
 
 use std::collections::HashMap;
 
-use rdkafka::message::{BorrowedMessage, Message as _};
-
 use crate::kafka::offsets::OffsetTracker;
 use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::member::Polled;
 use crate::kafka::processor::partition::Active;
 use crate::kafka::sink::{DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX};
 use coupon_stream_core::decision::Source;
@@ -66,7 +65,7 @@ pub(super) struct BatchEnv<'a> {
 
 /// Splits `batch` by partition. A few allocations per batch, none per
 /// message.
-pub(super) fn split<'a>(batch: &'a [(u64, BorrowedMessage<'_>)]) -> HashMap<i32, Vec<Input<'a>>> {
+pub(super) fn split<'a>(batch: &'a [Polled<'_>]) -> HashMap<i32, Vec<Input<'a>>> {
     let mut by_partition: HashMap<i32, Vec<Input<'a>>> = HashMap::new();
     for (epoch, m) in batch {
         by_partition.entry(m.partition()).or_default().push(Input {
@@ -74,7 +73,7 @@ pub(super) fn split<'a>(batch: &'a [(u64, BorrowedMessage<'_>)]) -> HashMap<i32,
             offset: m.offset(),
             key: m.key(),
             value: m.payload().unwrap_or_default(),
-            timestamp: m.timestamp().to_millis(),
+            timestamp: m.timestamp_ms(),
         });
     }
     by_partition

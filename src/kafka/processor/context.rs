@@ -1,6 +1,7 @@
 //! [`GroupContext`]: the consumer's callbacks. They only report: a
 //! rebalance is recorded as a [`GroupEvent`] on a channel the loop drains,
-//! newly assigned partitions are paused until their state is restored, and
+//! newly assigned partitions are split onto the [feed](super::feed) and paused until
+//! their state is restored, and
 //! revoked ones stay assigned until the loop has handed them over (drain,
 //! commit, snapshot) and releases them itself. librdkafka keeps
 //! heartbeating meanwhile, and neither the HTTP endpoint nor anything else
@@ -18,6 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
+use crate::kafka::processor::feed::FeedLink;
 use crate::kafka::processor::partition::PartitionTable;
 use crate::kafka::sink::log_librdkafka;
 use crate::ops::health::Health;
@@ -56,6 +58,8 @@ pub(super) struct GroupContext {
     closing: AtomicBool,
     health: Arc<Health>,
     table: Arc<PartitionTable>,
+    /// Where assigned partitions' messages are sent (the [feed](super::feed)).
+    feed: FeedLink,
 }
 
 impl GroupContext {
@@ -73,7 +77,12 @@ impl GroupContext {
             closing: AtomicBool::new(false),
             health,
             table,
+            feed: FeedLink::default(),
         }
+    }
+
+    pub(super) fn feed(&self) -> &FeedLink {
+        &self.feed
     }
 
     /// From now on revokes release their partitions in the callback.
@@ -94,6 +103,16 @@ impl GroupContext {
     }
 
     fn assigned(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions = self.partitions(tpl);
+        // Before the assignment starts their fetch: every message of theirs
+        // then arrives on the feed.
+        let unsplit = self.feed.split(consumer, &self.input_topic, &partitions);
+        if !unsplit.is_empty() {
+            warn!(
+                message = "Partitions not split onto the feed; read one message at a time.",
+                ?unsplit
+            );
+        }
         let result = match consumer.rebalance_protocol() {
             RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
             _ => consumer.assign(tpl),
@@ -101,7 +120,6 @@ impl GroupContext {
         if let Err(error) = result {
             warn!(message = "Cannot take the assigned partitions.", %error);
         }
-        let partitions = self.partitions(tpl);
         // Paused until restored: nothing is fetched for them meanwhile, and
         // the loop resumes each one when its state is ready.
         if let Err(error) = consumer.pause(tpl) {

@@ -20,6 +20,7 @@ use crate::kafka::group;
 use crate::kafka::processor::batch::{self, BatchEnv, RunSummary};
 use crate::kafka::processor::context::{GroupContext, GroupEvent};
 use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::feed::{Feed, Fetched};
 use crate::kafka::processor::idle::{Idle, IdleWatch};
 use crate::kafka::processor::partition::{PartitionTable, Restoring};
 use crate::kafka::processor::restore::RestorePool;
@@ -38,6 +39,13 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(10);
 /// restored partition is resumed promptly.
 const POLL_IDLE: Duration = Duration::from_millis(100);
 const POLL_RESTORING: Duration = Duration::from_millis(5);
+/// Longest single wait on the feed: the consumer's queue is served at
+/// least this often while the feed is empty.
+const POLL_SLICE: Duration = Duration::from_millis(5);
+/// Most polls of the consumer's queue (events, and messages of partitions
+/// not on the feed) per turn: it is served until empty, but a flood of
+/// events (debug logs) must not starve the feed.
+const EVENTS_PER_TURN_MAX: usize = 10_000;
 /// Longest metadata or group request the loop makes.
 const GROUP_CALL: Duration = Duration::from_secs(1);
 
@@ -51,11 +59,58 @@ pub(super) enum Ended {
     Replaced,
 }
 
-/// A polled message with the rebalance epoch at the time it was polled.
-pub(super) type Polled<'a> = (u64, BorrowedMessage<'a>);
+/// A message of a batch with the rebalance epoch at the time it was read.
+pub(super) type Polled<'a> = (u64, Received<'a>);
+
+/// An input message: read from the [`Feed`], or, for a partition that
+/// could not be split onto it, polled from the consumer's queue.
+pub(super) enum Received<'a> {
+    Fed(Fetched<'a>),
+    Polled(BorrowedMessage<'a>),
+}
+
+impl Received<'_> {
+    pub(super) fn partition(&self) -> i32 {
+        match self {
+            Received::Fed(m) => m.partition(),
+            Received::Polled(m) => m.partition(),
+        }
+    }
+
+    pub(super) fn offset(&self) -> i64 {
+        match self {
+            Received::Fed(m) => m.offset(),
+            Received::Polled(m) => m.offset(),
+        }
+    }
+
+    pub(super) fn key(&self) -> Option<&[u8]> {
+        match self {
+            Received::Fed(m) => m.key(),
+            Received::Polled(m) => m.key(),
+        }
+    }
+
+    pub(super) fn payload(&self) -> Option<&[u8]> {
+        match self {
+            Received::Fed(m) => m.payload(),
+            Received::Polled(m) => m.payload(),
+        }
+    }
+
+    /// The input's Kafka timestamp (ms), if it has one.
+    pub(super) fn timestamp_ms(&self) -> Option<i64> {
+        match self {
+            Received::Fed(m) => m.timestamp_ms(),
+            Received::Polled(m) => m.timestamp().to_millis(),
+        }
+    }
+}
 
 /// Everything one member's loop owns.
 pub(super) struct Member {
+    /// Declared before `consumer`, which it must not outlive.
+    pub(super) feed: Arc<Feed>,
     pub(super) consumer: Arc<BaseConsumer<GroupContext>>,
     pub(super) config: KafkaConfig,
     pub(super) sink: Arc<DecisionSink>,
@@ -129,10 +184,11 @@ impl Member {
     /// something fails for good.
     pub(super) fn consume(&mut self, shutdown: &AtomicBool) -> Result<Ended, ProcessorError> {
         let consumer = Arc::clone(&self.consumer);
+        let feed = Arc::clone(&self.feed);
         let mut batch: Vec<Polled<'_>> = Vec::with_capacity(self.config.batch_messages_max);
         while !shutdown.load(Ordering::Relaxed) {
             batch.clear();
-            self.poll(&consumer, &mut batch);
+            self.poll(&consumer, &feed, &mut batch);
             if let Err(error) = self.turn(&batch) {
                 // A full producer queue gives up on shutdown: that is a stop.
                 if shutdown.load(Ordering::Relaxed) && matches!(error, ProcessorError::Produce(_)) {
@@ -148,25 +204,68 @@ impl Member {
         Ok(Ended::Stopped)
     }
 
-    fn poll<'a>(&self, consumer: &'a BaseConsumer<GroupContext>, batch: &mut Vec<Polled<'a>>) {
-        let mut timeout = if self.restoring.is_empty() {
+    /// Serves the consumer's queue without waiting (rebalances, commits,
+    /// and the messages of any partition not split onto the feed), then
+    /// reads the feed. While both are empty it waits for the feed's first
+    /// message in slices of [`POLL_SLICE`], serving the consumer's queue
+    /// between them, up to [`POLL_IDLE`] ([`POLL_RESTORING`] while a
+    /// partition restores).
+    fn poll<'a>(
+        &self,
+        consumer: &'a BaseConsumer<GroupContext>,
+        feed: &'a Feed,
+        batch: &mut Vec<Polled<'a>>,
+    ) {
+        let max = self.config.batch_messages_max;
+        let wait = if self.restoring.is_empty() {
             POLL_IDLE
         } else {
             POLL_RESTORING
         };
-        while batch.len() < self.config.batch_messages_max {
-            match consumer.poll(timeout) {
+        let deadline = Instant::now() + wait;
+        loop {
+            self.serve_consumer_queue(consumer, feed, batch);
+            let now = Instant::now();
+            let slice = if batch.is_empty() && !feed.events_pending() {
+                POLL_SLICE.min(deadline.saturating_duration_since(now))
+            } else {
+                Duration::ZERO
+            };
+            // Callbacks run only in `consumer.poll`, on this thread: the
+            // epoch holds for the whole read.
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let room = max.saturating_sub(batch.len());
+            feed.read(slice, room, |m| batch.push((epoch, Received::Fed(m))));
+            if !batch.is_empty() || slice.is_zero() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        if !batch.is_empty() {
+            self.health.set_brokers_down(false);
+        }
+    }
+
+    /// Polls the consumer's queue without waiting until it is empty, the
+    /// batch is full, or [`EVENTS_PER_TURN_MAX`] polls.
+    fn serve_consumer_queue<'a>(
+        &self,
+        consumer: &'a BaseConsumer<GroupContext>,
+        feed: &Feed,
+        batch: &mut Vec<Polled<'a>>,
+    ) {
+        for _ in 0..EVENTS_PER_TURN_MAX {
+            if batch.len() >= self.config.batch_messages_max {
+                break;
+            }
+            match consumer.poll(Duration::ZERO) {
+                None if feed.events_pending() => {}
                 None => break,
-                Some(Ok(m)) => batch.push((self.epoch.load(Ordering::SeqCst), m)),
+                Some(Ok(m)) => batch.push((self.epoch.load(Ordering::SeqCst), Received::Polled(m))),
                 Some(Err(error)) => {
                     warn!(message = "Consumer error; librdkafka retries.", %error);
                     break;
                 }
             }
-            timeout = Duration::ZERO;
-        }
-        if !batch.is_empty() {
-            self.health.set_brokers_down(false);
         }
     }
 

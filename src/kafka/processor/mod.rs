@@ -3,7 +3,8 @@
 //! (and, for invalid input, a dead letter), committing input offsets only
 //! after the broker has acknowledged every record they produced.
 //!
-//! One thread runs the loop ([`member`]). The rebalance callbacks
+//! One thread runs the loop ([`member`]), reading input a batch at a time
+//! ([`feed`]). The rebalance callbacks
 //! ([`context`]) only report: a newly assigned partition is paused and
 //! restored on a bounded pool of threads ([`restore`]), then resumed; a
 //! revoked one is handed over by the loop (drain, commit, snapshot) before
@@ -25,6 +26,7 @@ mod batch;
 mod commit;
 mod context;
 mod error;
+mod feed;
 mod idle;
 mod live;
 mod member;

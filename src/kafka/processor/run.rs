@@ -21,6 +21,7 @@ use crate::kafka::processor::batch::RunSummary;
 use crate::kafka::processor::commit::Handover;
 use crate::kafka::processor::context::{GroupContext, GroupEvent};
 use crate::kafka::processor::error::ProcessorError;
+use crate::kafka::processor::feed::Feed;
 use crate::kafka::processor::idle::IdleWatch;
 use crate::kafka::processor::live::LiveState;
 use crate::kafka::processor::member::{Ended, Member, Timers};
@@ -161,12 +162,14 @@ impl Processor {
             Arc::clone(&table),
         );
         let consumer = subscribe(&config, context)?;
+        let feed = Arc::new(Feed::new(&consumer, config.batch_messages_max));
         let restores =
             RestorePool::start(config.restore_threads, &config, core, Arc::clone(&consumer))?;
         log_started(&config, layout.input_partitions);
         let now = Instant::now();
         Ok(Some(Member {
             idle: IdleWatch::new(now, Duration::from_millis(config.session_timeout_ms)),
+            feed,
             consumer,
             config,
             sink,
@@ -339,6 +342,7 @@ impl Member {
     /// the group) and the producer, until `deadline`.
     fn close(self, deadline: Instant) {
         let Member {
+            feed,
             consumer,
             sink,
             restores,
@@ -356,6 +360,8 @@ impl Member {
         let Ok(closer) = std::thread::Builder::new()
             .name("kafka-close".into())
             .spawn(move || {
+                // The feed's queue goes before its consumer.
+                drop(feed);
                 drop(consumer);
                 drop(sink);
             })
