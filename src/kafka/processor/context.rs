@@ -1,11 +1,10 @@
 //! [`GroupContext`]: the consumer's callbacks. They only report: a
 //! rebalance is recorded as a [`GroupEvent`] on a channel the loop drains,
-//! newly assigned partitions are split onto the [feed](super::feed) and paused until
-//! their state is restored, and
-//! revoked ones stay assigned until the loop has handed them over (drain,
-//! commit, snapshot) and releases them itself. librdkafka keeps
-//! heartbeating meanwhile, and neither the HTTP endpoint nor anything else
-//! waits on a callback.
+//! newly assigned partitions are split onto the [feed](super::feed) and
+//! paused until their state is restored, and revoked ones stay assigned
+//! until the loop has handed them over (drain, commit, snapshot) and
+//! releases them itself. librdkafka keeps heartbeating meanwhile, and
+//! neither the HTTP endpoint nor anything else waits on a callback.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -4,8 +4,8 @@
 //! after the broker has acknowledged every record they produced.
 //!
 //! One thread runs the loop ([`member`]), reading input a batch at a time
-//! ([`feed`]). The rebalance callbacks
-//! ([`context`]) only report: a newly assigned partition is paused and
+//! ([`feed`]). The rebalance callbacks ([`context`]) only report: a newly
+//! assigned partition is split onto the feed, paused and
 //! restored on a bounded pool of threads ([`restore`]), then resumed; a
 //! revoked one is handed over by the loop (drain, commit, snapshot) before
 //! librdkafka may give it to its next owner ([`rebalance`]). Each owned
