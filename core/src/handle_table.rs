@@ -36,7 +36,9 @@
 //! read by lookups first (they hold every entry held at the growth), while
 //! the owner moves their entries into the new groups a few per insert;
 //! the new groups are allocated zeroed, so the kernel zeroes their pages
-//! as the moves first touch them. The interners grow this way:
+//! as the moves first touch them (each placement writes its group before
+//! reading it, so that first touch is a write: see `write_first`). The
+//! interners grow this way:
 //! 3,000,000 new ids, slowest insert 79-161 ms rebuilt in order, 1.2-2.0
 //! ms a step at a time (`growth_stall`). An owner whose hash of a handle
 //! costs no cache miss (the holdings) lets the table move whole old
@@ -57,7 +59,9 @@ struct Group {
     tags: [u8; GROUP_SLOTS],
     /// Entries in use: `0..len`.
     len: u8,
-    _spare: u8,
+    /// Always zero; written before a group is first read
+    /// ([`write_first`]).
+    spare: u8,
     /// Entries held in a later group whose home is this group or one
     /// before it (they passed this group while it was full). Saturates:
     /// a saturated count is never decremented, which costs only longer
@@ -72,7 +76,7 @@ impl Group {
     const EMPTY: Group = Group {
         tags: [0; GROUP_SLOTS],
         len: 0,
-        _spare: 0,
+        spare: 0,
         passed: 0,
         handles: [0; GROUP_SLOTS],
     };
@@ -566,12 +570,36 @@ fn position(
 fn place(groups: &mut [Group], hash: u64, handle: u32) {
     let mask = groups.len() - 1;
     let mut g = (hash as usize) & mask;
+    write_first(&mut groups[g]);
     while groups[g].is_full() {
         let passed = &mut groups[g].passed;
         *passed = passed.saturating_add(1);
         g = (g + 1) & mask;
     }
     groups[g].push(tag(hash), handle);
+}
+
+/// Writes `group`'s spare byte (always zero) before anything reads the
+/// group, so that when the group lies on a page of [`zeroed_groups`] not
+/// touched yet, the first touch is a write. The kernel serves a first
+/// write with a fresh zeroed page. A first read instead maps the shared
+/// zero page, and the write that follows is a second fault that copies
+/// it and flushes the page's old mapping from every core running one of
+/// the process's threads: an interrupt to the other core and a wait for
+/// it. On 2 cores, `replay --threads 2` spent 6% of its CPU in that
+/// flush (`perf`, docs/PERFORMANCE.md, fifteenth session), and the
+/// Kafka processor shares its pages with librdkafka's threads.
+#[inline(always)]
+fn write_first(group: &mut Group) {
+    #[allow(unsafe_code)]
+    // SAFETY: the pointer comes from a `&mut u8`, so it is valid, aligned
+    // and not aliased for the write.
+    unsafe {
+        std::ptr::write_volatile(&raw mut group.spare, 0);
+    }
+    // Keeps the compiler from moving the group's reads before the write
+    // (a volatile write orders only against other volatile accesses).
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(test)]
@@ -639,11 +667,11 @@ mod tests {
         assert_eq!(groups.capacity(), 3);
         for g in &groups {
             assert_eq!(
-                (g.tags, g.len, g._spare, g.passed, g.handles),
+                (g.tags, g.len, g.spare, g.passed, g.handles),
                 (
                     Group::EMPTY.tags,
                     Group::EMPTY.len,
-                    Group::EMPTY._spare,
+                    Group::EMPTY.spare,
                     Group::EMPTY.passed,
                     Group::EMPTY.handles
                 )
