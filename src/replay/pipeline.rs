@@ -4,19 +4,19 @@
 //! The calling thread reads the input in chunks of whole lines
 //! ([`ChunkReader`]), finds each line's partition ([`partition_of`]) and
 //! shares the chunk with every worker. Worker `w` owns the cores of the
-//! partitions `p` with `p % threads == w`, and each of its cores decides
-//! its partition's lines of the chunk, in input order (each partition's
-//! order), as one batch. The calling thread then interleaves the
-//! partitions' decisions back into input order and writes them. A
-//! partition's events meet its core in the same order as on one thread,
-//! and cores share nothing, so the decisions are the same whatever the
-//! thread count.
+//! partitions `p` with `p % threads == w` and decides its lines of the
+//! chunk in input order, which is each partition's order. The calling
+//! thread then interleaves the workers' decisions back into input order
+//! and writes them. A partition's events meet its core in the same order
+//! as on one thread, and cores share nothing, so the decisions are the
+//! same whatever the thread count.
 //!
 //! Memory is bounded: at most `chunks_in_flight` chunks (and their
 //! decisions) exist at once, every channel is bounded, and buffers are
 //! recycled rather than reallocated.
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -27,7 +27,7 @@ use coupon_stream_core::decision_core::{DecisionCore, Message};
 
 use super::key::partition_of;
 use super::lines::{Chunk, ChunkReader};
-use super::sequential::{OUTPUT_BLOCK_BYTES, PartitionDecisions, partition_count};
+use super::sequential::{OUTPUT_BLOCK_BYTES, partition_count};
 use super::tally::{ReplayError, ReplayTally};
 
 /// How the pipeline is cut.
@@ -74,11 +74,12 @@ struct Split {
     first_line: u64,
 }
 
-/// One worker's decisions on one chunk: each of its cores' (in the
-/// worker's order).
+/// One worker's decisions on one chunk: its lines' decisions (each ending
+/// in `\n`) back to back, and where each ends.
 #[derive(Debug, Default)]
 struct Decided {
-    cores: Vec<PartitionDecisions>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
 }
 
 /// What a worker hands back when the input ends.
@@ -193,15 +194,13 @@ fn drive<R: Read, W: Write>(
     (inboxes, outboxes, recycle): Channels<'_>,
     stages: &mut StageTimes,
 ) -> Result<(), ReplayError> {
-    // Partition `p` is core `p / threads` of worker `p % threads`.
-    let owner: Vec<(usize, usize)> = (0..partitions as usize)
-        .map(|p| (p % threads, p / threads))
-        .collect();
+    let owner: Vec<usize> = (0..partitions as usize).map(|p| p % threads).collect();
     let mut pool: Vec<Split> = Vec::new();
     let mut pending: VecDeque<Arc<Split>> = VecDeque::with_capacity(in_flight);
     let mut next_line = 0u64;
     let mut eof = false;
     let mut block = Vec::with_capacity(OUTPUT_BLOCK_BYTES + 64 * 1024);
+    let mut cursors = vec![(0usize, 0usize); threads];
     loop {
         while !eof && pending.len() < in_flight {
             let mut split = pool.pop().unwrap_or_default();
@@ -234,16 +233,21 @@ fn drive<R: Read, W: Write>(
             break;
         };
         let started = Instant::now();
-        let mut decided = outboxes
+        let decided = outboxes
             .iter()
             .map(Receiver::recv)
             .collect::<Result<Vec<Decided>, _>>()
             .map_err(|_| ReplayError::Panicked)?;
         let mut merge_started = Instant::now();
         stages.wait += merge_started - started;
+        cursors.fill((0, 0));
         for &p in &split.partitions {
-            let (w, c) = owner[p as usize];
-            block.extend_from_slice(decided[w].cores[c].take_next());
+            let w = owner[p as usize];
+            let (line, start) = cursors[w];
+            let d = &decided[w];
+            let end = d.ends[line];
+            block.extend_from_slice(&d.out[start..end]);
+            cursors[w] = (line + 1, end);
             if block.len() >= OUTPUT_BLOCK_BYTES {
                 let write_started = Instant::now();
                 stages.merge += write_started - merge_started;
@@ -290,27 +294,44 @@ impl Worker {
         let mut decide = Duration::ZERO;
         for split in inbox {
             let mut d = recycled.try_recv().unwrap_or_default();
-            d.cores.resize_with(self.cores.len(), Default::default);
+            d.out.clear();
+            d.ends.clear();
             let started = Instant::now();
-            // Each of this worker's cores decides its lines of the chunk,
-            // in input order, as one batch.
-            for (c, (core, decided)) in self.cores.iter_mut().zip(&mut d.cores).enumerate() {
-                let p = c * self.threads + self.index;
-                let messages: Vec<Message<'_>> = split
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &q)| q as usize == p)
-                    .map(|(i, _)| Message {
-                        value: split.chunk.line(i),
-                        source: Source {
-                            partition: p as i32,
-                            offset: (split.first_line + i as u64) as i64,
-                        },
-                        key_check: None,
-                    })
-                    .collect();
-                decided.decide(core, &messages, &mut tally);
+            // This worker's lines, in input order, and the core of each.
+            let mut messages: Vec<Message<'_>> = Vec::new();
+            let mut cores: Vec<usize> = Vec::new();
+            for (i, &p) in split.partitions.iter().enumerate() {
+                let p = p as usize;
+                if p % self.threads != self.index {
+                    continue;
+                }
+                messages.push(Message {
+                    value: split.chunk.line(i),
+                    source: Source {
+                        partition: p as i32,
+                        offset: (split.first_line + i as u64) as i64,
+                    },
+                    key_check: None,
+                });
+                cores.push(p / self.threads);
+            }
+            // Each run of lines of one core is decided as a batch.
+            let mut start = 0;
+            while start < messages.len() {
+                let core = cores[start];
+                let end = start + cores[start..].iter().take_while(|&&c| c == core).count();
+                let decided: Result<(), Infallible> = self.cores[core].process_batch(
+                    &messages[start..end],
+                    &mut d.out,
+                    |_, verdict, out| {
+                        out.push(b'\n');
+                        d.ends.push(out.len());
+                        tally.record(&verdict);
+                        Ok(())
+                    },
+                );
+                let Ok(()) = decided;
+                start = end;
             }
             decide += started.elapsed();
             // Before sending, so the reader can reuse the chunk's buffers.

@@ -29,8 +29,8 @@ pub(super) fn partition_count(cores: usize) -> u32 {
 }
 
 /// Output is handed to the writer in blocks of about this size (in
-/// `replay_on_cores`, after each chunk's decisions, so a block holds at
-/// least a chunk's decisions). Small enough that the block is
+/// `replay_on_cores`, after each run of one partition's lines, so a block
+/// holds at least a chunk's decisions). Small enough that the block is
 /// still in the core's cache when it is written (see [`CHUNK_BYTES`]).
 pub(super) const OUTPUT_BLOCK_BYTES: usize = 32 << 10;
 
@@ -47,10 +47,8 @@ pub fn replay<R: Read, W: Write>(
 /// Replays every line of `input` through `cores[p]`, `p` the line's
 /// partition among `cores.len()` partitions, writing decisions to
 /// `output` in input order, and flushes it. Input is read a chunk of lines
-/// at a time, and each partition's lines of a chunk are decided as one
-/// batch with [`DecisionCore::process_batch`], which overlaps the batch's
-/// cache misses; with several partitions, their decisions are then
-/// interleaved back into input order.
+/// at a time, and each run of lines of one partition is decided with
+/// [`DecisionCore::process_batch`], which overlaps the run's cache misses.
 ///
 /// # Panics
 /// If `cores` is empty or holds more than `i32::MAX` cores (Kafka's
@@ -62,17 +60,10 @@ pub fn replay_on_cores<R: Read, W: Write>(
 ) -> Result<ReplayTally, ReplayError> {
     let partitions = partition_count(cores.len());
     let mut tally = ReplayTally::default();
-    // A block in progress plus one chunk's decisions: about twice the
-    // chunk's bytes (1.8x for the steady and flash-sale workloads), so the
-    // buffer rarely grows.
+    // A block in progress plus one run's decisions, at most a chunk's
+    // lines: about twice the chunk's bytes (1.8x for the steady and
+    // flash-sale workloads), so the buffer rarely grows.
     let mut out = Vec::with_capacity(OUTPUT_BLOCK_BYTES + 2 * CHUNK_BYTES);
-    // With several partitions, each one's decisions of the chunk, and
-    // where each ends.
-    let mut decided: Vec<PartitionDecisions> = Vec::new();
-    decided.resize_with(
-        if partitions > 1 { cores.len() } else { 0 },
-        Default::default,
-    );
     // Every core has the same configuration.
     let limit = cores[0].config().max_event_bytes + 1;
     let mut reader = ChunkReader::new(input, limit, CHUNK_BYTES);
@@ -88,93 +79,24 @@ pub fn replay_on_cores<R: Read, W: Write>(
                 },
                 key_check: None,
             }));
-        if partitions == 1 {
-            decide_batch(&mut cores[0], &messages, &mut out, &mut tally);
-        } else {
-            for (p, (core, decided)) in cores.iter_mut().zip(&mut decided).enumerate() {
-                let mine: Vec<Message<'_>> = messages
-                    .iter()
-                    .filter(|m| m.source.partition as usize == p)
-                    .copied()
-                    .collect();
-                decided.decide(core, &mine, &mut tally);
+        for run in messages.chunk_by(|a, b| a.source.partition == b.source.partition) {
+            let core = &mut cores[run[0].source.partition as usize];
+            let decided: Result<(), Infallible> =
+                core.process_batch(run, &mut out, |_, verdict, out| {
+                    out.push(b'\n');
+                    tally.record(&verdict);
+                    Ok(())
+                });
+            let Ok(()) = decided;
+            if out.len() >= OUTPUT_BLOCK_BYTES {
+                output.write_all(&out).map_err(ReplayError::Write)?;
+                out.clear();
             }
-            for m in &messages {
-                out.extend_from_slice(decided[m.source.partition as usize].take_next());
-            }
-        }
-        if out.len() >= OUTPUT_BLOCK_BYTES {
-            output.write_all(&out).map_err(ReplayError::Write)?;
-            out.clear();
         }
     }
     output.write_all(&out).map_err(ReplayError::Write)?;
     output.flush().map_err(ReplayError::Write)?;
     Ok(tally)
-}
-
-/// One partition's decisions of a chunk, back to back (each ending in
-/// `\n`), where each ends, and the next one to hand out, for a thread
-/// that interleaves several partitions' decisions back into input order
-/// (here and in the pipeline's reading thread).
-#[derive(Debug, Default)]
-pub(super) struct PartitionDecisions {
-    out: Vec<u8>,
-    ends: Vec<usize>,
-    /// The index of the next decision to hand out, and where it starts.
-    next: (usize, usize),
-}
-
-impl PartitionDecisions {
-    /// Replaces the decisions held with those of `messages`, all of
-    /// `core`'s partition, decided as one batch.
-    pub(super) fn decide(
-        &mut self,
-        core: &mut DecisionCore,
-        messages: &[Message<'_>],
-        tally: &mut ReplayTally,
-    ) {
-        self.out.clear();
-        self.ends.clear();
-        self.next = (0, 0);
-        let ends = &mut self.ends;
-        let decided: Result<(), Infallible> =
-            core.process_batch(messages, &mut self.out, |_, verdict, out| {
-                out.push(b'\n');
-                ends.push(out.len());
-                tally.record(&verdict);
-                Ok(())
-            });
-        let Ok(()) = decided;
-    }
-
-    /// The next decision, in its messages' order, with its `\n`.
-    ///
-    /// # Panics
-    /// If every decision was handed out: a caller asks once per message
-    /// of [`PartitionDecisions::decide`], which decides each message once.
-    pub(super) fn take_next(&mut self) -> &[u8] {
-        let (index, start) = self.next;
-        let end = self.ends[index];
-        self.next = (index + 1, end);
-        &self.out[start..end]
-    }
-}
-
-/// Decides `messages`, all of `core`'s partition, appending each decision
-/// and a `\n` to `out`.
-fn decide_batch(
-    core: &mut DecisionCore,
-    messages: &[Message<'_>],
-    out: &mut Vec<u8>,
-    tally: &mut ReplayTally,
-) {
-    let decided: Result<(), Infallible> = core.process_batch(messages, out, |_, verdict, out| {
-        out.push(b'\n');
-        tally.record(&verdict);
-        Ok(())
-    });
-    let Ok(()) = decided;
 }
 
 /// Input is read in chunks of about this many bytes (a read fills the
