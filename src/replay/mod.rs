@@ -4,12 +4,15 @@
 //! decided on several threads.
 //!
 //! - [`lines`]: what a line is, and reading them (one by one, or in chunks).
+//! - [`grouped`]: a thread's lines of several partitions decided as one
+//!   batch per partition.
 //! - [`key`]: which partition a line belongs to (murmur2 of its `seller_id`).
 //! - [`sequential`]: every line on the calling thread, in order.
 //! - [`pipeline`]: partitions decided on worker threads, merged back into
 //!   input order, byte-identical to the sequential replay.
 //! - [`sharded`]: the entry point that picks between them.
 
+mod grouped;
 pub mod key;
 pub mod lines;
 pub mod pipeline;

@@ -5,7 +5,8 @@
 //! ([`ChunkReader`]), finds each line's partition ([`partition_of`]) and
 //! shares the chunk with every worker. Worker `w` owns the cores of the
 //! partitions `p` with `p % threads == w` and decides its lines of the
-//! chunk in input order, which is each partition's order. The calling
+//! chunk in input order, which is each partition's order, each
+//! partition's lines as one batch ([`PartitionBatches`]). The calling
 //! thread then interleaves the workers' decisions back into input order
 //! and writes them. A partition's events meet its core in the same order
 //! as on one thread, and cores share nothing, so the decisions are the
@@ -16,7 +17,6 @@
 //! recycled rather than reallocated.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, Message};
 
+use super::grouped::PartitionBatches;
 use super::key::partition_of;
 use super::lines::{Chunk, ChunkReader};
 use super::sequential::{OUTPUT_BLOCK_BYTES, partition_count};
@@ -292,17 +293,16 @@ impl Worker {
         let cpu_before = thread_cpu_time();
         let mut tally = ReplayTally::default();
         let mut decide = Duration::ZERO;
+        let mut batches = PartitionBatches::default();
         for split in inbox {
             let mut d = recycled.try_recv().unwrap_or_default();
             d.out.clear();
             d.ends.clear();
             let started = Instant::now();
-            // This worker's lines, in input order, and the core of each.
+            // This worker's lines, in input order.
             let mut messages: Vec<Message<'_>> = Vec::new();
-            let mut cores: Vec<usize> = Vec::new();
             for (i, &p) in split.partitions.iter().enumerate() {
-                let p = p as usize;
-                if p % self.threads != self.index {
+                if p as usize % self.threads != self.index {
                     continue;
                 }
                 messages.push(Message {
@@ -313,26 +313,17 @@ impl Worker {
                     },
                     key_check: None,
                 });
-                cores.push(p / self.threads);
             }
-            // Each run of lines of one core is decided as a batch.
-            let mut start = 0;
-            while start < messages.len() {
-                let core = cores[start];
-                let end = start + cores[start..].iter().take_while(|&&c| c == core).count();
-                let decided: Result<(), Infallible> = self.cores[core].process_batch(
-                    &messages[start..end],
-                    &mut d.out,
-                    |_, verdict, out| {
-                        out.push(b'\n');
-                        d.ends.push(out.len());
-                        tally.record(&verdict);
-                        Ok(())
-                    },
-                );
-                let Ok(()) = decided;
-                start = end;
-            }
+            let threads = self.threads;
+            let ends = &mut d.ends;
+            batches.decide(
+                &mut self.cores,
+                &messages,
+                |m| m.source.partition as usize / threads,
+                &mut d.out,
+                &mut tally,
+                |len| ends.push(len),
+            );
             decide += started.elapsed();
             // Before sending, so the reader can reuse the chunk's buffers.
             drop(split);

@@ -6,12 +6,12 @@
 //! partition then have gaps, as Kafka offsets may). This is the reference
 //! the threaded pipeline ([`super::pipeline`]) must match byte for byte.
 
-use std::convert::Infallible;
 use std::io::{Read, Write};
 
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{DecisionCore, Message};
 
+use super::grouped::PartitionBatches;
 use super::key::partition_of;
 use super::lines::{Chunk, ChunkReader};
 use super::tally::{ReplayError, ReplayTally};
@@ -29,8 +29,8 @@ pub(super) fn partition_count(cores: usize) -> u32 {
 }
 
 /// Output is handed to the writer in blocks of about this size (in
-/// `replay_on_cores`, after each run of one partition's lines, so a block
-/// holds at least a chunk's decisions). Small enough that the block is
+/// `replay_on_cores`, after each chunk's decisions, so a block holds at
+/// least a chunk's decisions). Small enough that the block is
 /// still in the core's cache when it is written (see [`CHUNK_BYTES`]).
 pub(super) const OUTPUT_BLOCK_BYTES: usize = 32 << 10;
 
@@ -47,8 +47,9 @@ pub fn replay<R: Read, W: Write>(
 /// Replays every line of `input` through `cores[p]`, `p` the line's
 /// partition among `cores.len()` partitions, writing decisions to
 /// `output` in input order, and flushes it. Input is read a chunk of lines
-/// at a time, and each run of lines of one partition is decided with
-/// [`DecisionCore::process_batch`], which overlaps the run's cache misses.
+/// at a time, and each partition's lines of a chunk are decided as one
+/// batch with [`DecisionCore::process_batch`], which overlaps the batch's
+/// cache misses ([`PartitionBatches`]).
 ///
 /// # Panics
 /// If `cores` is empty or holds more than `i32::MAX` cores (Kafka's
@@ -60,10 +61,11 @@ pub fn replay_on_cores<R: Read, W: Write>(
 ) -> Result<ReplayTally, ReplayError> {
     let partitions = partition_count(cores.len());
     let mut tally = ReplayTally::default();
-    // A block in progress plus one run's decisions, at most a chunk's
-    // lines: about twice the chunk's bytes (1.8x for the steady and
-    // flash-sale workloads), so the buffer rarely grows.
+    // A block in progress plus one chunk's decisions: about twice the
+    // chunk's bytes (1.8x for the steady and flash-sale workloads), so the
+    // buffer rarely grows.
     let mut out = Vec::with_capacity(OUTPUT_BLOCK_BYTES + 2 * CHUNK_BYTES);
+    let mut batches = PartitionBatches::default();
     // Every core has the same configuration.
     let limit = cores[0].config().max_event_bytes + 1;
     let mut reader = ChunkReader::new(input, limit, CHUNK_BYTES);
@@ -79,19 +81,17 @@ pub fn replay_on_cores<R: Read, W: Write>(
                 },
                 key_check: None,
             }));
-        for run in messages.chunk_by(|a, b| a.source.partition == b.source.partition) {
-            let core = &mut cores[run[0].source.partition as usize];
-            let decided: Result<(), Infallible> =
-                core.process_batch(run, &mut out, |_, verdict, out| {
-                    out.push(b'\n');
-                    tally.record(&verdict);
-                    Ok(())
-                });
-            let Ok(()) = decided;
-            if out.len() >= OUTPUT_BLOCK_BYTES {
-                output.write_all(&out).map_err(ReplayError::Write)?;
-                out.clear();
-            }
+        batches.decide(
+            cores,
+            &messages,
+            |m| m.source.partition as usize,
+            &mut out,
+            &mut tally,
+            |_| {},
+        );
+        if out.len() >= OUTPUT_BLOCK_BYTES {
+            output.write_all(&out).map_err(ReplayError::Write)?;
+            out.clear();
         }
     }
     output.write_all(&out).map_err(ReplayError::Write)?;
