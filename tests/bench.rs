@@ -34,6 +34,10 @@ fn bench_baseline_reports_the_copy_and_the_processor() {
             "{report}"
         );
         assert!(report["cpu_seconds"].as_f64().unwrap() >= 0.0, "{report}");
+        // The start-up wait lies within the run.
+        let seconds = report["seconds"].as_f64().unwrap();
+        let first = report["first_record_seconds"].as_f64().unwrap();
+        assert!(first > 0.0 && first <= seconds, "{report}");
     }
     // The copy decides nothing; the processor decides every event once.
     assert_eq!(reports[0]["outcomes"], serde_json::json!([]), "{stdout}");

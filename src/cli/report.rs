@@ -91,8 +91,17 @@ impl fmt::Display for BenchTable<'_> {
         if warm_up_kept {
             writeln!(
                 f,
-                "latency: every event counted (too few were produced after the first second to leave it out)"
+                "latency: every event counted (too few were produced in the second after the first record to leave it out)"
             )?;
+        }
+        for r in reports {
+            if let Some(first) = r.first_record_seconds {
+                writeln!(
+                    f,
+                    "{} first record read back {first:.2} s after the load began",
+                    bench_label(r)
+                )?;
+            }
         }
         for r in reports {
             let threads: Vec<String> = r
