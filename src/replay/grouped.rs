@@ -14,7 +14,9 @@
 //!
 //! The work besides deciding is one pass to count, one to place and one to
 //! copy the decisions back, plus a pass over the cores: O(lines + cores)
-//! per chunk, into buffers kept from chunk to chunk.
+//! per chunk, into buffers kept from chunk to chunk, except the grouped
+//! messages themselves: they borrow the chunk's lines, so they take one
+//! vector per chunk (a few KiB).
 
 use std::convert::Infallible;
 
