@@ -173,19 +173,36 @@ impl Member {
                 return;
             }
         };
-        let seek = restoring.needs_seek().then_some(restored.committed);
+        let needs_seek = restoring.needs_seek();
+        let committed = restored.committed;
         let waited = restoring.elapsed_seconds();
         let active = restoring.activate(restored);
-        if let Some(committed) = seek
-            && let Err(error) = self.seek(partition, committed)
-        {
+        if needs_seek && let Err(error) = self.seek(partition, committed) {
             error!(message = "Cannot seek back to the committed offset; stopping.", partition, %error);
             self.table.set_phase(partition, None);
             self.failure.get_or_insert(error);
             return;
         }
         self.resume(partition, active);
+        if !needs_seek {
+            self.wake_fetcher(partition, committed);
+        }
         info!(message = "Partition active.", partition, seconds = waited);
+    }
+
+    /// Seeks a resumed partition to its committed offset, where the
+    /// consumer resumes anyway, so that its first fetch starts now.
+    /// librdkafka's resume does not wake its broker thread, which, when
+    /// every partition it fetches was paused, sleeps up to 1 s before it
+    /// fetches this one; a seek changes the partition's fetch state, which
+    /// wakes it (docs/PERFORMANCE.md, "Where the start-up wait comes
+    /// from"). The loop's thread polls, so no message of the partition
+    /// reached the loop since the resume, and anything fetched since is
+    /// discarded by the seek. A failed seek only loses the wake-up.
+    fn wake_fetcher(&self, partition: i32, committed: Option<i64>) {
+        if let Err(error) = self.seek(partition, committed) {
+            warn!(message = "Cannot seek a resumed partition to its committed offset; its first fetch may wait up to 1 s.", partition, %error);
+        }
     }
 
     fn seek(&self, partition: i32, committed: Option<i64>) -> Result<(), ProcessorError> {
