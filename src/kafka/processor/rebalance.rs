@@ -15,7 +15,7 @@ use crate::kafka::processor::commit::Handover;
 use crate::kafka::processor::context::{GroupEvent, release};
 use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::member::Member;
-use crate::kafka::processor::partition::{Active, Phase, Restoring};
+use crate::kafka::processor::partition::{Phase, Restoring};
 use crate::kafka::processor::restore::{RestoreDone, RestoreJob};
 
 /// Longest seek of the consumer back to a committed offset.
@@ -177,32 +177,40 @@ impl Member {
         let committed = restored.committed;
         let waited = restoring.elapsed_seconds();
         let active = restoring.activate(restored);
-        if needs_seek && let Err(error) = self.seek(partition, committed) {
-            error!(message = "Cannot seek back to the committed offset; stopping.", partition, %error);
-            self.table.set_phase(partition, None);
-            self.failure.get_or_insert(error);
-            return;
+        // Resumed, then sought to the committed offset, and only then
+        // active. The seek puts the consumer back there when a message was
+        // polled and dropped while restoring (`needs_seek`). Otherwise the
+        // consumer resumes there anyway, and the seek only wakes the
+        // fetcher: librdkafka's resume does not wake its broker thread,
+        // which, when every partition it fetches was paused, sleeps up to
+        // 1 s before fetching this one, while a seek changes the
+        // partition's fetch state, which wakes it (docs/PERFORMANCE.md,
+        // "Where the start-up wait comes from"). This thread is the one
+        // that polls, so no message of the partition reaches the loop
+        // between the resume and the seek, and whatever was fetched in
+        // between is discarded by the seek.
+        let tpl = self.input_partition(partition);
+        if let Err(error) = self.consumer.resume(&tpl) {
+            warn!(message = "Cannot resume a restored partition.", partition, %error);
         }
-        self.resume(partition, active);
-        if !needs_seek {
-            self.wake_fetcher(partition, committed);
+        match self.seek(partition, committed) {
+            Ok(()) => {}
+            Err(error) if needs_seek => {
+                error!(message = "Cannot seek back to the committed offset; stopping.", partition, %error);
+                if let Err(error) = self.consumer.pause(&tpl) {
+                    warn!(message = "Cannot pause a partition again.", partition, %error);
+                }
+                self.table.set_phase(partition, None);
+                self.failure.get_or_insert(error);
+                return;
+            }
+            // Only the wake-up is lost: the position is already right.
+            Err(error) => {
+                warn!(message = "Cannot seek a resumed partition to its committed offset; its first fetch may wait up to 1 s.", partition, %error);
+            }
         }
+        self.table.insert_active(partition, active);
         info!(message = "Partition active.", partition, seconds = waited);
-    }
-
-    /// Seeks a resumed partition to its committed offset, where the
-    /// consumer resumes anyway, so that its first fetch starts now.
-    /// librdkafka's resume does not wake its broker thread, which, when
-    /// every partition it fetches was paused, sleeps up to 1 s before it
-    /// fetches this one; a seek changes the partition's fetch state, which
-    /// wakes it (docs/PERFORMANCE.md, "Where the start-up wait comes
-    /// from"). The loop's thread polls, so no message of the partition
-    /// reached the loop since the resume, and anything fetched since is
-    /// discarded by the seek. A failed seek only loses the wake-up.
-    fn wake_fetcher(&self, partition: i32, committed: Option<i64>) {
-        if let Err(error) = self.seek(partition, committed) {
-            warn!(message = "Cannot seek a resumed partition to its committed offset; its first fetch may wait up to 1 s.", partition, %error);
-        }
     }
 
     fn seek(&self, partition: i32, committed: Option<i64>) -> Result<(), ProcessorError> {
@@ -212,12 +220,9 @@ impl Member {
             .map_err(|error| ProcessorError::Seek { partition, error })
     }
 
-    fn resume(&mut self, partition: i32, active: Active) {
-        self.table.insert_active(partition, active);
+    fn input_partition(&self, partition: i32) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(&self.config.input_topic, partition);
-        if let Err(error) = self.consumer.resume(&tpl) {
-            warn!(message = "Cannot resume a restored partition.", partition, %error);
-        }
+        tpl
     }
 }
