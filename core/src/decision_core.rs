@@ -166,19 +166,49 @@ impl DecisionCore {
         out: &mut Vec<u8>,
         mut decided: impl FnMut(usize, Verdict, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
-        // A software pipeline: at step `s`, message `s` is decoded and
-        // enters the first fetch stage, messages `s - STAGE_SPACING` and
-        // `s - 2 * STAGE_SPACING` the second and third, and message
-        // `s - DECODE_AHEAD` is decided. Fetches thus go out while the
-        // rules run, not in bursts that fill the processor's miss buffers
-        // and then leave them idle. A message's place in the ring is its
-        // index modulo `IN_FLIGHT`, free again once it is decided.
-        // Reused for every message: a batch allocates nothing.
+        // A software pipeline: at step `s`, message `s - DECODE_AHEAD` is
+        // decided; then message `s - 2 * STAGE_SPACING` enters the third fetch
+        // stage, message `s` is decoded and enters the first, and message `s -
+        // STAGE_SPACING` the second. The third stage thus runs right after the
+        // message before its own was decided: it sees the state its message's
+        // rules will see (it guesses the handles of new users from it), and the
+        // next message's decoding and fetches give what it fetches time to
+        // arrive. Measured on `replay` of 1 M steady events, against deciding
+        // last in a step without the guess: 0.96x the CPU (20 pairs), 0.98x on
+        // 5 M (14 pairs). Fetches go out while the rules run, not in bursts
+        // that fill the processor's miss buffers and then leave them idle. A
+        // message's place in the ring is its index modulo `IN_FLIGHT`, free
+        // again once it is decided. Reused for every message: a batch allocates
+        // nothing.
         let mut decoded: [Option<Decoded<'_>>; IN_FLIGHT] = [const { None }; IN_FLIGHT];
         let mut located = [Located::default(); IN_FLIGHT];
         let count = messages.len();
         let in_batch = |step: usize, behind: usize| step.checked_sub(behind).filter(|&i| i < count);
         for step in 0..count + DECODE_AHEAD {
+            if let Some(i) = in_batch(step, DECODE_AHEAD) {
+                let at = i % IN_FLIGHT;
+                let message = &messages[i];
+                // Most events are new, and each takes an entry of the
+                // window: the one a new id some way on will take is
+                // fetched now.
+                self.dedup.prefetch_free_at(DECODE_AHEAD);
+                // Always filled by an earlier step; decoding again would
+                // give the same.
+                // Decided where it lies: an event is a few hundred bytes,
+                // and moving it out cost a copy per event.
+                let slot = &mut decoded[at];
+                let decoded = slot.get_or_insert_with(|| self.decode(message));
+                let verdict = self.decide(message.source, decoded, &located[at], out);
+                *slot = None;
+                decided(i, verdict, out)?;
+            }
+            if let Some(i) = in_batch(step, 2 * STAGE_SPACING) {
+                let at = i % IN_FLIGHT;
+                if let Some(Ok((event, _))) = &decoded[at] {
+                    self.state
+                        .prefetch(event, PrefetchStage::Third, &mut located[at]);
+                }
+            }
             if let Some(i) = in_batch(step, 0) {
                 let at = i % IN_FLIGHT;
                 debug_assert!(decoded[at].is_none(), "a message in flight is overwritten");
@@ -197,29 +227,6 @@ impl DecisionCore {
                     self.state
                         .prefetch(event, PrefetchStage::Second, &mut located[at]);
                 }
-            }
-            if let Some(i) = in_batch(step, 2 * STAGE_SPACING) {
-                let at = i % IN_FLIGHT;
-                if let Some(Ok((event, _))) = &decoded[at] {
-                    self.state
-                        .prefetch(event, PrefetchStage::Third, &mut located[at]);
-                }
-            }
-            if let Some(i) = in_batch(step, DECODE_AHEAD) {
-                let at = i % IN_FLIGHT;
-                let message = &messages[i];
-                // Most events are new, and each takes an entry of the
-                // window: the one a new id some way on will take is
-                // fetched now.
-                self.dedup.prefetch_free_at(DECODE_AHEAD);
-                // Always filled above; decoding again would give the same.
-                // Decided where it lies: an event is a few hundred bytes,
-                // and moving it out cost a copy per event.
-                let slot = &mut decoded[at];
-                let decoded = slot.get_or_insert_with(|| self.decode(message));
-                let verdict = self.decide(message.source, decoded, &located[at], out);
-                *slot = None;
-                decided(i, verdict, out)?;
             }
         }
         Ok(())

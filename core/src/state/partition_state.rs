@@ -40,7 +40,7 @@ pub enum PrefetchStage {
     /// The ids' slots; the campaign's coupon ledger.
     Second,
     /// The coupon a redeem or release names; the holdings of an issue's
-    /// users.
+    /// users, a user new to the partition at the handle it will get.
     Third,
 }
 
@@ -321,10 +321,26 @@ impl PartitionState {
                 match &event.body {
                     Body::Issue(request) => {
                         // The ids' slots were fetched by the stage before.
+                        // A user new to the partition gets the next
+                        // handle when the rules intern it, and the
+                        // holdings then read that handle's line too: the
+                        // handles the new users will get, in order, are
+                        // fetched for. `DecisionCore::process_batch` runs
+                        // this stage after deciding every earlier event,
+                        // so only this event's own users intern in between
+                        // (a guess that turns out wrong, say for a request
+                        // the rules reject, costs a fetch, never a ruling).
+                        let mut next_new = self.users.len();
                         for (i, user_id) in request.user_ids.iter().enumerate() {
                             let hash = located.id_hash(i, &self.users, user_id);
-                            if let Some(user) = self.users.get_hashed(user_id, hash) {
-                                campaign.prefetch_holding(user);
+                            match self.users.get_hashed(user_id, hash) {
+                                Some(user) => campaign.prefetch_holding(user),
+                                None => {
+                                    if let Ok(user) = u32::try_from(next_new) {
+                                        campaign.prefetch_holding(user);
+                                    }
+                                    next_new += 1;
+                                }
                             }
                         }
                     }
