@@ -118,6 +118,18 @@ impl CouponLedger {
         self.len()
     }
 
+    /// Starts fetching the newest coupon held, next to which an issue
+    /// writes the next one.
+    pub fn prefetch_newest(&self) {
+        if let Some(newest) = self
+            .held()
+            .checked_sub(1)
+            .and_then(|i| self.coupons.get(i as usize))
+        {
+            crate::prefetch::prefetch(newest);
+        }
+    }
+
     /// The coupon with this serial, if issued and held.
     pub fn get(&self, serial: u64) -> Option<&Coupon> {
         if serial <= self.base || serial > self.len() {

@@ -62,6 +62,13 @@ impl DailyQuota {
         self.days.drain(..ended);
     }
 
+    /// Starts fetching the newest days' counts, which an issue reads.
+    pub fn prefetch(&self) {
+        if let Some(newest) = self.days.last() {
+            crate::prefetch::prefetch(newest);
+        }
+    }
+
     pub fn issued_on(&self, day: i64) -> u64 {
         match self.position(day) {
             Ok(i) => self.days[i].1,

@@ -35,12 +35,15 @@ use crate::state::seller::{Seller, SellerSettings};
 /// The stages of [`PartitionState::prefetch`], in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrefetchStage {
-    /// The user and order ids' index lines; the seller's campaigns.
+    /// The user and order ids' index lines; the seller's campaigns,
+    /// settings and day cache.
     First,
-    /// The ids' slots; the campaign's coupon ledger.
+    /// The ids' slots; the campaign's coupon ledger; an issue's seller's
+    /// newest daily count.
     Second,
     /// The coupon a redeem or release names; the holdings of an issue's
-    /// users, a user new to the partition at the handle it will get.
+    /// users, a user new to the partition at the handle it will get, and
+    /// the campaign's newest coupon, beside which the issue writes.
     Third,
 }
 
@@ -288,6 +291,8 @@ impl PartitionState {
                     located.seller = self.sellers.locate(&event.seller_id);
                     if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s)) {
                         prefetch(&seller.campaigns);
+                        prefetch(&seller.settings);
+                        prefetch(&seller.day_cache);
                     }
                 }
             }
@@ -295,6 +300,11 @@ impl PartitionState {
                 self.for_each_id(event, |interner, id, i| {
                     interner.prefetch_slot(located.id_hash(i, interner, id));
                 });
+                if let Body::Issue(_) = event.body
+                    && let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
+                {
+                    seller.daily.prefetch();
+                }
                 if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
                     && let Some((campaign_id, serial)) = named_campaign(event)
                 {
@@ -320,6 +330,7 @@ impl PartitionState {
                 };
                 match &event.body {
                     Body::Issue(request) => {
+                        campaign.coupons.prefetch_newest();
                         // The ids' slots were fetched by the stage before.
                         // A user new to the partition gets the next
                         // handle when the rules intern it, and the
