@@ -122,9 +122,10 @@ impl CouponLedger {
     /// writes the next one.
     pub fn prefetch_newest(&self) {
         if let Some(newest) = self
-            .held()
+            .coupons
+            .len()
             .checked_sub(1)
-            .and_then(|i| self.coupons.get(i as usize))
+            .and_then(|i| self.coupons.get(i))
         {
             crate::prefetch::prefetch(newest);
         }

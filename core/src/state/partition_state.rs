@@ -290,9 +290,7 @@ impl PartitionState {
                 ) {
                     located.seller = self.sellers.locate(&event.seller_id);
                     if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s)) {
-                        prefetch(&seller.campaigns);
-                        prefetch(&seller.settings);
-                        prefetch(&seller.day_cache);
+                        seller.prefetch();
                     }
                 }
             }
@@ -300,12 +298,13 @@ impl PartitionState {
                 self.for_each_id(event, |interner, id, i| {
                     interner.prefetch_slot(located.id_hash(i, interner, id));
                 });
-                if let Body::Issue(_) = event.body
-                    && let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
+                let seller = located.seller.and_then(|s| self.sellers.at_slot(s));
+                if let Some(seller) = seller
+                    && let Body::Issue(_) = event.body
                 {
                     seller.daily.prefetch();
                 }
-                if let Some(seller) = located.seller.and_then(|s| self.sellers.at_slot(s))
+                if let Some(seller) = seller
                     && let Some((campaign_id, serial)) = named_campaign(event)
                 {
                     located.campaign = seller.campaigns.locate(campaign_id);

@@ -64,6 +64,14 @@ pub struct Seller {
 }
 
 impl Seller {
+    /// Starts fetching the lines an `issue`, `redeem` or `release` reads
+    /// first: the seller's settings, day cache and campaigns table.
+    pub fn prefetch(&self) {
+        crate::prefetch::prefetch(&self.settings);
+        crate::prefetch::prefetch(&self.day_cache);
+        crate::prefetch::prefetch(&self.campaigns);
+    }
+
     pub fn new(settings: SellerSettings) -> Seller {
         Seller {
             settings,
