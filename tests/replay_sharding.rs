@@ -278,6 +278,68 @@ fn a_failing_writer_stops_the_pipeline_with_its_error() {
     assert!(error.to_string().contains("disk full"), "{error}");
 }
 
+/// A writer that takes at most `max` bytes a call, across slices and
+/// within one, and reports `Interrupted` on every third call: the pipeline
+/// still writes every byte, in order.
+#[test]
+fn a_writer_taking_a_few_bytes_at_a_time_gets_every_byte() {
+    struct Trickle {
+        out: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+    impl std::io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[std::io::IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(3) {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let mut left = self.max;
+            for buf in bufs {
+                let n = buf.len().min(left);
+                self.out.extend_from_slice(&buf[..n]);
+                left -= n;
+                if left == 0 {
+                    break;
+                }
+            }
+            Ok(self.max - left)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let input = traffic(7, 2_000, Profile::FlashSale, true);
+    let want = sequential(&input, 3);
+    for max in [1, 7, 4_096] {
+        let cores: Vec<DecisionCore> = (0..3).map(|_| DecisionCore::new(config())).collect();
+        let options = PipelineOptions {
+            threads: 2,
+            chunk_bytes: 3_000,
+            chunks_in_flight: 2,
+        };
+        let mut writer = Trickle {
+            out: Vec::new(),
+            max,
+            calls: 0,
+        };
+        replay_pipelined(cores, options, input.as_slice(), &mut writer).unwrap();
+        assert!(
+            writer.out == want,
+            "{max} bytes a call: {}",
+            first_difference(&input, &writer.out, &want)
+        );
+        assert!(
+            writer.calls > want.len() / max.max(1) / 2,
+            "{max}: {} calls",
+            writer.calls
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
