@@ -111,6 +111,9 @@ fn loadgen(args: &args::LoadgenArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
+    // The client's warnings (a broker down, a refused connection) show
+    // while it retries.
+    init_logging(LogFormat::Text, "warn");
     let bar = report::progress_bar(args.events);
     let config = loadgen::producer_config(&args.kafka.brokers, &args.kafka.properties);
     let stop = shutdown_on_signals()?;

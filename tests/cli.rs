@@ -304,6 +304,65 @@ fn loadgen_output_replays_cleanly() {
     assert!(summary.contains("issued="), "{summary}");
 }
 
+/// `loadgen` producing to a broker nobody listens on: it says so while
+/// librdkafka retries, and a Ctrl-C ends it within seconds with the count
+/// of events not delivered, not after a flush or message timeout (here
+/// 300 and 600 s).
+#[test]
+fn loadgen_says_the_broker_is_unreachable_and_stops_on_a_signal() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .args(["loadgen", "--events", "10", "--brokers"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-X", "message.timeout.ms=600000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, received) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = lines.send(line.unwrap());
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("Connection refused"))
+    {
+        match received.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no connection error logged ({e}): {seen:?}"),
+        }
+    }
+    // SAFETY: a plain signal to the child this test spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let signalled = Instant::now();
+    let status = child.wait().unwrap();
+    let took = signalled.elapsed();
+    reader.join().unwrap();
+    seen.extend(received.try_iter());
+    assert!(!status.success(), "{status}: {seen:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "{took:?} after the signal: {seen:?}"
+    );
+    let last = seen.last().map(String::as_str).unwrap_or_default();
+    assert!(
+        last.contains("10 of 10 events were not delivered"),
+        "{seen:?}"
+    );
+}
+
 fn tempdir() -> String {
     let dir = std::env::temp_dir().join(format!(
         "coupon-stream-cli-{}-{:?}",

@@ -1,21 +1,54 @@
 //! [`DeliveryErrors`]: a producer context that counts the records the
 //! broker refused and keeps the first refusal's message, for producers
 //! that check their deliveries in bulk after a flush (`loadgen`, the
-//! snapshot store).
+//! snapshot store). It also logs the client's own errors and log lines
+//! (a broker that cannot be reached, a refused connection), which
+//! librdkafka retries on its own: without them a producer whose broker is
+//! down would wait out its message timeout in silence.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
+use tracing::warn;
 
-#[derive(Debug, Default)]
+use crate::kafka::sink::log_librdkafka;
+
+#[derive(Debug)]
 pub struct DeliveryErrors {
+    /// The client's name in log lines (`loadgen`, `state-producer`).
+    client: &'static str,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// When the last client error was logged, and how many came since.
+    logged: Mutex<Option<(Instant, u64)>>,
 }
 
+/// Client errors logged at most once per this interval: librdkafka
+/// reports a broker it cannot reach on every reconnect attempt, several
+/// times a second.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 impl DeliveryErrors {
+    pub fn new(client: &'static str) -> DeliveryErrors {
+        DeliveryErrors {
+            client,
+            failed: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            logged: Mutex::new(None),
+        }
+    }
+
+    /// Refusals since the last [`DeliveryErrors::take`], without taking
+    /// them.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// The refusals since the last call, and the first one's message.
     pub fn take(&self) -> Option<(u64, String)> {
         let failed = self.failed.swap(0, Ordering::Relaxed);
@@ -29,7 +62,32 @@ impl DeliveryErrors {
     }
 }
 
-impl ClientContext for DeliveryErrors {}
+impl ClientContext for DeliveryErrors {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka(self.client, level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let suppressed = match *logged {
+            Some((at, count)) if now.duration_since(at) < ERROR_LOG_INTERVAL => {
+                *logged = Some((at, count + 1));
+                return;
+            }
+            Some((_, count)) => count,
+            None => 0,
+        };
+        *logged = Some((now, 0));
+        warn!(
+            message = "Producer error; librdkafka retries.",
+            client = self.client,
+            %error,
+            reason,
+            suppressed
+        );
+    }
+}
 
 impl ProducerContext for DeliveryErrors {
     type DeliveryOpaque = ();
@@ -49,6 +107,8 @@ mod tests {
 
     #[test]
     fn nothing_refused_takes_none() {
-        assert_eq!(DeliveryErrors::default().take(), None);
+        let errors = DeliveryErrors::new("test");
+        assert_eq!(errors.failed(), 0);
+        assert_eq!(errors.take(), None);
     }
 }

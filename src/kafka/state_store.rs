@@ -105,7 +105,7 @@ impl SnapshotStore {
             // This producer's statistics feed nothing.
             .set("statistics.interval.ms", "0");
         let producer = producer
-            .create_with_context(DeliveryErrors::default())
+            .create_with_context(DeliveryErrors::new("state-producer"))
             .map_err(|source| StoreError::Client {
                 client: "producer",
                 source,

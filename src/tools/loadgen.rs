@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use thiserror::Error;
 
-use crate::kafka::backpressure::send_waiting;
+use crate::kafka::backpressure::send_waiting_until;
 use crate::kafka::delivery_errors::DeliveryErrors;
 use coupon_stream_core::workload::Workload;
 
@@ -55,10 +55,45 @@ pub fn write_lines(workload: &mut Workload, events: u64, out: &mut dyn Write) ->
     out.flush()
 }
 
+/// How long the final flush waits for deliveries, and how long after a
+/// stop signal (each record also times out on its own after
+/// `message.timeout.ms`, [`producer_config`]).
+const FLUSH: Duration = Duration::from_secs(300);
+const STOPPED_FLUSH: Duration = Duration::from_secs(5);
+
+/// Waits for every enqueued record's delivery, at most [`FLUSH`], and at
+/// most [`STOPPED_FLUSH`] once `stop` is set (also when it is set during
+/// the wait): a user who stopped the load waits seconds, not a message
+/// timeout.
+fn flush(producer: &ThreadedProducer<DeliveryErrors>, stop: &AtomicBool) -> Result<(), KafkaError> {
+    let started = Instant::now();
+    let mut stopped_at = None;
+    loop {
+        let error = match producer.flush(Duration::from_millis(250)) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let now = Instant::now();
+        if stop.load(Ordering::Relaxed) {
+            let since = *stopped_at.get_or_insert(now);
+            if now.duration_since(since) >= STOPPED_FLUSH {
+                return Err(error);
+            }
+        }
+        if now.duration_since(started) >= FLUSH {
+            return Err(error);
+        }
+    }
+}
+
 /// Produces `events` events from `workload` to `topic`, at most `rate`
 /// events per second (`None`: as fast as the broker takes them), calling
 /// `progress` with the count produced so far every 10,000 events. Stops
-/// early, after delivering what it enqueued, once `stop` is set.
+/// early, after delivering what it enqueued, once `stop` is set or once a
+/// record could not be delivered (then the error says how many were not):
+/// producing on into a broker that refuses or cannot be reached would only
+/// queue more records to time out. The client's errors are logged as they
+/// happen ([`DeliveryErrors`]).
 pub fn produce(
     producer_config: &ClientConfig,
     topic: &str,
@@ -69,13 +104,13 @@ pub fn produce(
     mut progress: impl FnMut(u64),
 ) -> Result<LoadSummary, LoadError> {
     let producer: ThreadedProducer<DeliveryErrors> = producer_config
-        .create_with_context(DeliveryErrors::default())
+        .create_with_context(DeliveryErrors::new("loadgen"))
         .map_err(LoadError::Client)?;
     let started = Instant::now();
     let mut value = Vec::with_capacity(512);
     let mut produced = 0;
     for n in 0..events {
-        if n % 100 == 0 && stop.load(Ordering::Relaxed) {
+        if n % 100 == 0 && (stop.load(Ordering::Relaxed) || producer.context().failed() > 0) {
             break;
         }
         if let Some(rate) = rate.filter(|&r| r > 0)
@@ -89,16 +124,38 @@ pub fn produce(
         let seller = workload.next_into(&mut value);
         let key = workload.seller_id(seller).as_bytes();
         let record = BaseRecord::<[u8], [u8]>::to(topic).key(key).payload(&value);
-        send_waiting(&producer, record).map_err(LoadError::Produce)?;
+        let stopped = || stop.load(Ordering::Relaxed);
+        match send_waiting_until(&producer, record, &stopped) {
+            Ok(()) => {}
+            // A stop while the queue was full.
+            Err(_) if stopped() => break,
+            Err(error) => return Err(LoadError::Produce(error)),
+        }
         produced = n + 1;
         if produced % 10_000 == 0 {
             progress(produced);
         }
     }
     let events = produced;
-    producer
-        .flush(Duration::from_secs(300))
-        .map_err(LoadError::Produce)?;
+    if let Err(error) = flush(&producer, stop) {
+        let waiting = producer.in_flight_count().max(0) as u64;
+        let (failed, first) =
+            producer
+                .context()
+                .take()
+                .unwrap_or_else(|| match stop.load(Ordering::Relaxed) {
+                    true => (0, format!("stopped before the broker took them ({error})")),
+                    false => (0, error.to_string()),
+                });
+        // Nothing left to wait for: the records still queued are dropped
+        // and counted as not delivered.
+        producer.purge(PurgeConfig::default().queue().inflight());
+        return Err(LoadError::Undelivered {
+            failed: failed + waiting,
+            events,
+            first,
+        });
+    }
     progress(events);
     if let Some((failed, first)) = producer.context().take() {
         return Err(LoadError::Undelivered {
