@@ -278,6 +278,46 @@ fn a_failing_writer_stops_the_pipeline_with_its_error() {
     assert!(error.to_string().contains("disk full"), "{error}");
 }
 
+/// A reader that fails part way: every worker stops, none waits forever
+/// for the chunk that could not be read, and the replay returns the error.
+#[test]
+fn a_failing_reader_stops_the_pipeline_with_its_error() {
+    struct FailsAfter<'a> {
+        input: &'a [u8],
+        left: usize,
+    }
+    impl std::io::Read for FailsAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.left == 0 {
+                return Err(std::io::Error::other("device gone"));
+            }
+            let n = buf.len().min(self.left).min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            self.left -= n;
+            Ok(n)
+        }
+    }
+    let input = traffic(8, 3_000, Profile::Steady, true);
+    for (threads, in_flight, left) in [(2, 2, 0), (2, 1, 5_000), (3, 4, 20_000), (4, 8, 100_000)] {
+        let cores: Vec<DecisionCore> = (0..4).map(|_| DecisionCore::new(config())).collect();
+        let options = PipelineOptions {
+            threads,
+            chunk_bytes: 1_500,
+            chunks_in_flight: in_flight,
+        };
+        let reader = FailsAfter {
+            input: &input,
+            left,
+        };
+        let mut out = Vec::new();
+        let error = replay_pipelined(cores, options, reader, &mut out)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("device gone"), "{error}");
+    }
+}
+
 /// A writer that takes at most `max` bytes a call, across slices and
 /// within one, and reports `Interrupted` on every third call: the pipeline
 /// still writes every byte, in order.

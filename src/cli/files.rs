@@ -11,7 +11,7 @@ use super::ArgsError;
 const BUFFER_BYTES: usize = 1 << 20;
 
 /// The input as a plain reader: `replay` reads it in blocks itself.
-pub fn open_raw_input(path: Option<&Path>) -> Result<Box<dyn Read>, ArgsError> {
+pub fn open_raw_input(path: Option<&Path>) -> Result<Box<dyn Read + Send>, ArgsError> {
     Ok(match file_path(path) {
         Some(p) => Box::new(File::open(p).map_err(|error| ArgsError::OpenInput {
             path: p.to_owned(),
@@ -25,10 +25,10 @@ pub fn open_raw_input(path: Option<&Path>) -> Result<Box<dyn Read>, ArgsError> {
 /// a buffer would copy each block again (standard output still passes
 /// through std's line buffer, which hands a block ending in a newline
 /// straight on).
-pub fn open_raw_output(path: Option<&Path>) -> Result<Box<dyn Write>, ArgsError> {
+pub fn open_raw_output(path: Option<&Path>) -> Result<Box<dyn Write + Send>, ArgsError> {
     Ok(match create(path)? {
         Some(file) => Box::new(file),
-        None => Box::new(io::stdout().lock()),
+        None => Box::new(io::stdout()),
     })
 }
 

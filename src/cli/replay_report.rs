@@ -36,7 +36,7 @@ impl fmt::Display for StageReport<'_> {
         };
         writeln!(
             f,
-            "stages of the reading thread (wall s, ns/event): read {:.3} ({:.0}), split {:.3} ({:.0}), merge {:.3} ({:.0}), write {:.3} ({:.0}), waiting for workers {:.3}; {}",
+            "stages, summed over the workers (wall s, ns/event): read {:.3} ({:.0}), split {:.3} ({:.0}), merge {:.3} ({:.0}), write {:.3} ({:.0}), waiting {:.3} ({:.0})",
             stages.read.as_secs_f64(),
             per_event(stages.read),
             stages.split.as_secs_f64(),
@@ -46,7 +46,7 @@ impl fmt::Display for StageReport<'_> {
             stages.write.as_secs_f64(),
             per_event(stages.write),
             stages.wait.as_secs_f64(),
-            cpu(stages.main_cpu),
+            per_event(stages.wait),
         )?;
         for (w, (decide, worker_cpu)) in stages.decide.iter().zip(&stages.worker_cpu).enumerate() {
             let line = format!(

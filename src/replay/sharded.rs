@@ -15,11 +15,11 @@ use super::tally::{ReplayError, ReplayTally};
 /// chunk between threads costs nothing per line, small enough that a
 /// chunk is still in cache when the workers read it.
 pub const CHUNK_BYTES: usize = 256 * 1024;
-/// Chunks in flight per worker thread: enough that a worker rarely runs
-/// out while the reading thread waits on another worker for the oldest
-/// chunk (with two workers, 2 per worker left them idle about a tenth of
-/// the time on 2 cores; docs/PERFORMANCE.md). At most 4 MiB of input per
-/// worker.
+/// Chunks in flight per worker thread: how far the worker furthest ahead
+/// may run before it waits for the oldest chunk to be written (with a
+/// separate reading thread, 2 per worker left the workers idle about a
+/// tenth of the time on 2 cores, and 4 or 16 did no better than 8;
+/// docs/PERFORMANCE.md). At most 2 MiB of input per worker.
 pub const CHUNKS_IN_FLIGHT_PER_THREAD: usize = 8;
 
 /// How a replay spreads its input.
@@ -62,7 +62,7 @@ pub struct ReplayReport {
 /// # Panics
 /// If `options.partitions` is 0 or above `i32::MAX`, or `options.threads`
 /// is 0.
-pub fn replay_sharded<R: Read, W: Write>(
+pub fn replay_sharded<R: Read + Send, W: Write + Send>(
     config: CoreConfig,
     options: ReplayOptions,
     input: R,
