@@ -12,14 +12,16 @@
 //! too. A worker that wants a chunk nobody has read yet reads it
 //! ([`ChunkReader`]), finds each line's partition ([`partition_of`]) and
 //! publishes it to the others; it is the worker furthest ahead, so the
-//! reading costs the worker that has time to spare. The worker that
-//! completes the oldest chunk (every worker has decided its lines of it)
+//! reading costs the worker that has time to spare, and a worker whose
+//! next chunk another is still reading reads the one after it rather
+//! than wait (chunks are numbered in the order they are read). The
+//! worker that completes the oldest chunk (every worker has decided its lines of it)
 //! writes that chunk's decisions, in input order, straight from the
 //! workers' buffers: each run of consecutive lines one worker decided is
 //! one slice of a vectored write. On 2 cores a separate reading thread
 //! took a core's time from a worker whenever it ran, and left a worker
-//! idle whenever the other fell behind: 0.961 of the wall time and 0.938
-//! of the CPU without it (docs/PERFORMANCE.md, twentieth session).
+//! idle whenever the other fell behind (docs/PERFORMANCE.md, twentieth
+//! session).
 //!
 //! Memory is bounded: at most `chunks_in_flight` chunks (read, being
 //! decided, or waiting to be written) exist at once; a worker ahead by
@@ -127,6 +129,8 @@ struct Window {
 /// The input, read by one worker at a time.
 struct Input<R> {
     reader: ChunkReader<R>,
+    /// The number of the next chunk read, and of its first line.
+    next_chunk: u64,
     next_line: u64,
 }
 
@@ -198,6 +202,7 @@ pub fn replay_pipelined<R: Read + Send, W: Write + Send>(
         changed: Condvar::new(),
         input: Mutex::new(Input {
             reader: ChunkReader::new(input, limit, options.chunk_bytes),
+            next_chunk: 0,
             next_line: 0,
         }),
         output: Mutex::new(&mut output),
@@ -356,7 +361,9 @@ impl<R: Read, W: Write> Shared<'_, R, W> {
 
     /// Chunk `number` for worker `w`, with a buffer for its decisions:
     /// published by another worker, or read here when nobody has read it
-    /// yet. `None` once the input has ended before it, or after an error.
+    /// yet. While another worker reads it, this one reads the chunk after
+    /// it, if the window has room, rather than wait. `None` once the input
+    /// has ended before it, or after an error.
     fn chunk(
         &self,
         number: u64,
@@ -373,24 +380,32 @@ impl<R: Read, W: Write> Shared<'_, R, W> {
             // them): it is in flight or the next to read.
             debug_assert!(number >= window.oldest);
             let index = (number - window.oldest) as usize;
-            if let Some(in_flight) = window.chunks.get(index) {
-                if let Some(split) = &in_flight.split {
-                    let split = Arc::clone(split);
-                    let d = window.spare_decided[w].pop().unwrap_or_default();
-                    return Some((split, d));
-                }
-            } else if window.ended {
+            let wanted = window.chunks.get(index);
+            if let Some(split) = wanted.and_then(|c| c.split.as_ref()) {
+                let split = Arc::clone(split);
+                let d = window.spare_decided[w].pop().unwrap_or_default();
+                return Some((split, d));
+            }
+            if wanted.is_none() && window.ended {
                 return None;
-            } else if window.chunks.len() < self.chunks_in_flight {
+            }
+            if !window.ended && window.chunks.len() < self.chunks_in_flight {
                 window.chunks.push_back(InFlight {
                     split: None,
                     decided: (0..self.threads).map(|_| None).collect(),
                     done: 0,
                 });
                 let split = window.spare_splits.pop().unwrap_or_default();
-                let d = window.spare_decided[w].pop().unwrap_or_default();
                 drop(window);
-                return self.read(number, split, stages).map(|split| (split, d));
+                let read = self.read(split, stages);
+                window = self.lock();
+                if let Some((read_number, split)) = read
+                    && read_number == number
+                {
+                    let d = window.spare_decided[w].pop().unwrap_or_default();
+                    return Some((split, d));
+                }
+                continue;
             }
             let started = Instant::now();
             window = self.changed.wait(window).unwrap_or_else(|e| e.into_inner());
@@ -398,19 +413,24 @@ impl<R: Read, W: Write> Shared<'_, R, W> {
         }
     }
 
-    /// Reads and splits chunk `number`, which this worker has just put in
-    /// flight as the newest chunk, and publishes it. `None` at the end of
-    /// the input (the chunk is taken back out) or on a read error.
-    fn read(&self, number: u64, mut split: Split, stages: &mut StageTimes) -> Option<Arc<Split>> {
+    /// Reads and splits the next chunk of the input, for which this worker
+    /// has just put an empty place in flight, and publishes it; returns its
+    /// number. Chunks are numbered in the order they are read, under the
+    /// input's lock, so workers reading at once fill the empty places in
+    /// order. `None` at the end of the input (the newest empty place is
+    /// taken back out) or on a read error.
+    fn read(&self, mut split: Split, stages: &mut StageTimes) -> Option<(u64, Arc<Split>)> {
         let started = Instant::now();
-        let read = {
+        let (read, number) = {
             let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
             let read = input.reader.next_chunk(&mut split.chunk);
+            let number = input.next_chunk;
             if let Ok(true) = read {
                 split.first_line = input.next_line;
                 input.next_line += split.chunk.len() as u64;
+                input.next_chunk += 1;
             }
-            read
+            (read, number)
         };
         let read_done = Instant::now();
         stages.read += read_done - started;
@@ -418,12 +438,12 @@ impl<R: Read, W: Write> Shared<'_, R, W> {
             Ok(true) => {}
             Ok(false) => {
                 let mut window = self.lock();
-                // Nobody reads past a chunk being read: it is the newest.
+                // No chunk will fill it: every place after the last chunk
+                // read is empty, the newest one included.
                 let taken_back = window.chunks.pop_back();
                 assert!(
-                    taken_back.is_some_and(|c| c.split.is_none())
-                        && window.oldest + window.chunks.len() as u64 == number,
-                    "the chunk read past the end is the newest in flight"
+                    taken_back.is_some_and(|c| c.split.is_none()),
+                    "the place taken back after the end is empty"
                 );
                 window.ended = true;
                 window.spare_splits.push(split);
@@ -445,10 +465,12 @@ impl<R: Read, W: Write> Shared<'_, R, W> {
         stages.split += read_done.elapsed();
         let split = Arc::new(split);
         let mut window = self.lock();
+        debug_assert!(number >= window.oldest);
         let index = (number - window.oldest) as usize;
+        debug_assert!(window.chunks[index].split.is_none());
         window.chunks[index].split = Some(Arc::clone(&split));
         self.changed.notify_all();
-        Some(split)
+        Some((number, split))
     }
 
     /// Hands over worker `w`'s decisions on chunk `number`, then writes
