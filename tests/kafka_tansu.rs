@@ -148,7 +148,15 @@ fn decisions_match_replay_per_partition() {
     // Produced before the processor ever ran: a new group starts from the
     // earliest offset, so none may be skipped.
     let (input, invalid_count) = broker_with_input(&tansu, &input_messages());
-    let processor = start_processor(&tansu, "coupon-stream-e2e");
+    // A thread per partition whatever the cores (the default leaves one
+    // core to librdkafka): batches of 10,000 spread over three deciding
+    // threads must decide the same bytes as one.
+    let processor = Running::spawn(
+        processor_command(&tansu, "coupon-stream-e2e")
+            .args(["--decision-threads", "3"])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::inherit()),
+    );
     let (decisions, dead_letters) = read_output(&tansu, input.len(), invalid_count);
     let status = processor.terminate();
     assert!(

@@ -7,11 +7,11 @@ use clap::Args;
 
 use super::{CoreArgs, GuaranteeArg, HttpArgs, LogFormat};
 use crate::kafka::config::{
-    BATCH_MESSAGES_MAX_DEFAULT, DLQ_TOPIC_DEFAULT, DRAIN_TIMEOUT_MS_DEFAULT, GROUP_ID_DEFAULT,
-    Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT, RESTORE_THREADS_DEFAULT,
-    RESTORE_TIMEOUT_MS_DEFAULT, SESSION_TIMEOUT_MS_DEFAULT, SNAPSHOT_INTERVAL_MS_DEFAULT,
-    STATE_TOPIC_DEFAULT, TOPIC_WAIT_TIMEOUT_MS_DEFAULT, TRANSACTION_TIMEOUT_MS_DEFAULT,
-    default_transactional_id, parse_property, parse_topic,
+    BATCH_MESSAGES_MAX_DEFAULT, DECISION_THREADS_MAX, DLQ_TOPIC_DEFAULT, DRAIN_TIMEOUT_MS_DEFAULT,
+    GROUP_ID_DEFAULT, Guarantee, INPUT_TOPIC_DEFAULT, KafkaConfig, OUTPUT_TOPIC_DEFAULT,
+    RESTORE_THREADS_DEFAULT, RESTORE_TIMEOUT_MS_DEFAULT, SESSION_TIMEOUT_MS_DEFAULT,
+    SNAPSHOT_INTERVAL_MS_DEFAULT, STATE_TOPIC_DEFAULT, TOPIC_WAIT_TIMEOUT_MS_DEFAULT,
+    TRANSACTION_TIMEOUT_MS_DEFAULT, default_transactional_id, parse_property, parse_topic,
 };
 use crate::kafka::topics::StateTopicPolicy;
 
@@ -75,6 +75,9 @@ pub struct RunArgs {
     /// Threads restoring newly assigned partitions in parallel (each reads a snapshot and replays the input since it).
     #[arg(long, env = "COUPON_STREAM_RESTORE_THREADS", default_value_t = RESTORE_THREADS_DEFAULT as u64, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub restore_threads: u64,
+    /// Most threads deciding one polled batch, the polling thread among them; each takes whole partitions [default: the cores available minus one, at least 1].
+    #[arg(long, env = "COUPON_STREAM_DECISION_THREADS", value_parser = clap::value_parser!(u64).range(1..=DECISION_THREADS_MAX as u64))]
+    pub decision_threads: Option<u64>,
     /// Do not create the state topic when it is missing: wait for it like the other topics and stop if it does not appear.
     #[arg(long, env = "COUPON_STREAM_NO_CREATE_STATE_TOPIC")]
     pub no_create_state_topic: bool,
@@ -129,6 +132,9 @@ impl From<&RunArgs> for KafkaConfig {
             snapshot_interval_ms: args.snapshot_interval_ms,
             restore_timeout_ms: args.restore_timeout_ms,
             restore_threads: args.restore_threads as usize,
+            decision_threads: args
+                .decision_threads
+                .map_or(defaults.decision_threads, |t| t as usize),
             state_topic_policy: StateTopicPolicy {
                 create: !args.no_create_state_topic,
                 replication_factor: args.state_topic_replication_factor.unwrap_or(-1),

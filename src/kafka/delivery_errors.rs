@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -16,6 +16,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryResult, ProducerContext};
 use tracing::warn;
 
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::sink::log_librdkafka;
 
 #[derive(Debug)]
@@ -24,14 +25,9 @@ pub struct DeliveryErrors {
     client: &'static str,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
-    /// When the last client error was logged, and how many came since.
-    logged: Mutex<Option<(Instant, u64)>>,
+    /// Client errors are logged at most once per interval.
+    logged: ErrorLogLimit,
 }
-
-/// Client errors logged at most once per this interval: librdkafka
-/// reports a broker it cannot reach on every reconnect attempt, several
-/// times a second.
-const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl DeliveryErrors {
     pub fn new(client: &'static str) -> DeliveryErrors {
@@ -39,7 +35,7 @@ impl DeliveryErrors {
             client,
             failed: AtomicU64::new(0),
             first_error: Mutex::new(None),
-            logged: Mutex::new(None),
+            logged: ErrorLogLimit::new(),
         }
     }
 
@@ -68,17 +64,9 @@ impl ClientContext for DeliveryErrors {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        let mut logged = self.logged.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let suppressed = match *logged {
-            Some((at, count)) if now.duration_since(at) < ERROR_LOG_INTERVAL => {
-                *logged = Some((at, count + 1));
-                return;
-            }
-            Some((_, count)) => count,
-            None => 0,
+        let Some(suppressed) = self.logged.admit(Instant::now()) else {
+            return;
         };
-        *logged = Some((now, 0));
         warn!(
             message = "Producer error; librdkafka retries.",
             client = self.client,

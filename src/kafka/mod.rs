@@ -7,6 +7,7 @@ pub mod admin;
 pub mod backpressure;
 pub mod config;
 pub mod delivery_errors;
+pub mod error_log;
 pub mod group;
 pub mod offsets;
 pub mod processor;

@@ -17,6 +17,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 use crate::kafka::config::FETCH_QUEUE_BACKOFF_MS;
+use crate::kafka::error_log::ErrorLogLimit;
 
 /// Longest single broker call; longer waits are retried in slices so a
 /// cancel is seen.
@@ -39,7 +40,11 @@ pub enum ReadError {
 
 /// The context of every reader: end-of-partition is how a read knows it
 /// is done, not an error worth a log line; statistics go to DEBUG.
-pub struct ReaderContext;
+#[derive(Default)]
+pub struct ReaderContext {
+    /// Client errors are logged at most once per interval.
+    logged: ErrorLogLimit,
+}
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -47,8 +52,11 @@ impl ClientContext for ReaderContext {
             error,
             KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
         );
-        if !end_of_partition {
-            tracing::warn!(message = "Reader error; librdkafka retries.", %error, reason);
+        if end_of_partition {
+            return;
+        }
+        if let Some(suppressed) = self.logged.admit(Instant::now()) {
+            tracing::warn!(message = "Reader error; librdkafka retries.", %error, reason, suppressed);
         }
     }
 
@@ -114,7 +122,7 @@ impl PartitionReader {
             }
         }
         Ok(PartitionReader {
-            consumer: config.create_with_context(ReaderContext)?,
+            consumer: config.create_with_context(ReaderContext::default())?,
         })
     }
 

@@ -17,6 +17,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::kafka::backpressure::{produce_waiting_until, send_waiting_until};
 use crate::kafka::config::KafkaConfig;
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::topic_handle::TopicHandle;
 use crate::ops::health::Health;
 use crate::ops::telemetry;
@@ -50,6 +51,7 @@ fn untag(tag: usize) -> (i32, i64) {
 pub struct AckContext {
     acks: Sender<Ack>,
     health: Arc<Health>,
+    logged: ErrorLogLimit,
 }
 
 impl ClientContext for AckContext {
@@ -62,7 +64,9 @@ impl ClientContext for AckContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_brokers_down(true);
         }
-        warn!(message = "Producer error; librdkafka retries.", %error, reason);
+        if let Some(suppressed) = self.logged.admit(Instant::now()) {
+            warn!(message = "Producer error; librdkafka retries.", %error, reason, suppressed);
+        }
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -127,7 +131,11 @@ impl DecisionSink {
     ) -> Result<DecisionSink, KafkaError> {
         let producer = config
             .decision_producer_config()
-            .create_with_context(AckContext { acks, health })?;
+            .create_with_context(AckContext {
+                acks,
+                health,
+                logged: ErrorLogLimit::new(),
+            })?;
         Ok(DecisionSink {
             output: TopicHandle::new(&producer, &config.output_topic)?,
             producer,

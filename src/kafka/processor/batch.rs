@@ -1,8 +1,8 @@
 //! Deciding one polled batch: split by partition, each active partition's
-//! share decided in offset order by its own core (on scoped threads when
-//! several partitions have input and the batch is large enough to pay for
-//! them), decisions and dead letters enqueued, tallies flushed once per
-//! batch.
+//! share decided in offset order by one thread (the partitions spread over
+//! up to `--decision-threads` scoped threads when several have input and
+//! the batch is large enough to pay for them), decisions and dead letters
+//! enqueued, tallies flushed once per batch.
 
 use std::collections::HashMap;
 
@@ -61,6 +61,10 @@ pub(super) struct BatchEnv<'a> {
     /// For the `wrong_partition` check; `None` when it is off.
     pub(super) partition_count: Option<u32>,
     pub(super) now_ms: u64,
+    /// Most threads deciding the batch ([`KafkaConfig::decision_threads`]).
+    ///
+    /// [`KafkaConfig::decision_threads`]: crate::kafka::config::KafkaConfig::decision_threads
+    pub(super) decision_threads: usize,
 }
 
 /// Splits `batch` by partition. A few allocations per batch, none per
@@ -79,6 +83,9 @@ pub(super) fn split<'a>(batch: &'a [Polled<'_>]) -> HashMap<i32, Vec<Input<'a>>>
     by_partition
 }
 
+/// One partition's share of a batch, with its state.
+type Job<'s, 'b, 'i> = (i32, &'s mut Active, &'b [Input<'i>]);
+
 /// Decides every active partition's share of the batch; the first error
 /// wins, after every partition had its turn.
 pub(super) fn decide(
@@ -86,7 +93,7 @@ pub(super) fn decide(
     by_partition: &HashMap<i32, Vec<Input<'_>>>,
     env: &BatchEnv<'_>,
 ) -> (RunSummary, Option<ProcessorError>) {
-    let mut jobs: Vec<(i32, &mut Active, &[Input<'_>])> = active
+    let jobs: Vec<Job<'_, '_, '_>> = active
         .iter_mut()
         .filter_map(|(&p, state)| {
             by_partition
@@ -95,30 +102,40 @@ pub(super) fn decide(
                 .map(|inputs| (p, state, inputs.as_slice()))
         })
         .collect();
-    let run = |(partition, state, inputs): (i32, &mut Active, &[Input<'_>])| {
-        decide_partition(state, partition, inputs, env)
-    };
     let messages: usize = jobs.iter().map(|(_, _, inputs)| inputs.len()).sum();
-    let results: Vec<Result<RunSummary, ProcessorError>> =
-        if jobs.len() <= 1 || messages < PARALLEL_MESSAGES_MIN {
-            jobs.into_iter().map(run).collect()
-        } else {
-            // The largest share is decided on this thread, the others each
-            // on a thread of its own.
-            jobs.sort_unstable_by_key(|(_, _, inputs)| std::cmp::Reverse(inputs.len()));
-            let mut jobs = jobs.into_iter();
-            let here = jobs.next();
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs.map(|job| scope.spawn(move || run(job))).collect();
-                let mut results: Vec<_> = here.into_iter().map(run).collect();
-                results.extend(
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap_or(Err(ProcessorError::WorkerPanicked))),
-                );
-                results
-            })
-        };
+    let threads = if messages < PARALLEL_MESSAGES_MIN {
+        1
+    } else {
+        env.decision_threads.min(jobs.len())
+    };
+    let results: Vec<Result<RunSummary, ProcessorError>> = if threads <= 1 {
+        jobs.into_iter().map(|job| run_job(job, env)).collect()
+    } else {
+        // The first group is decided on this thread, the others each on a
+        // thread of its own.
+        let mut groups = spread(jobs, threads).into_iter();
+        let here = groups.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .into_iter()
+                            .map(|job| run_job(job, env))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let mut results: Vec<_> = here.into_iter().map(|job| run_job(job, env)).collect();
+            for handle in handles {
+                match handle.join() {
+                    Ok(group) => results.extend(group),
+                    Err(_) => results.push(Err(ProcessorError::WorkerPanicked)),
+                }
+            }
+            results
+        })
+    };
     let mut summary = RunSummary::default();
     let mut failed = None;
     for result in results {
@@ -128,6 +145,40 @@ pub(super) fn decide(
         }
     }
     (summary, failed)
+}
+
+fn run_job(
+    (partition, state, inputs): Job<'_, '_, '_>,
+    env: &BatchEnv<'_>,
+) -> Result<RunSummary, ProcessorError> {
+    decide_partition(state, partition, inputs, env)
+}
+
+/// Spreads the partitions' shares over `threads` groups (at least one),
+/// largest share first onto the group with the fewest messages so far, so
+/// the groups' message counts are close; the largest group comes first.
+#[allow(clippy::type_complexity)]
+fn spread<'b, 'i, T>(
+    jobs: Vec<(i32, T, &'b [Input<'i>])>,
+    threads: usize,
+) -> Vec<Vec<(i32, T, &'b [Input<'i>])>> {
+    let threads = threads.max(1);
+    let mut jobs = jobs;
+    jobs.sort_unstable_by_key(|(partition, _, inputs)| {
+        (std::cmp::Reverse(inputs.len()), *partition)
+    });
+    let mut groups: Vec<(usize, Vec<(i32, T, &'b [Input<'i>])>)> =
+        (0..threads).map(|_| (0, Vec::new())).collect();
+    for job in jobs {
+        let lightest = (0..groups.len())
+            .min_by_key(|&g| groups[g].0)
+            .unwrap_or_default();
+        groups[lightest].0 += job.2.len();
+        groups[lightest].1.push(job);
+    }
+    groups.retain(|(_, group)| !group.is_empty());
+    groups.sort_by_key(|(load, _)| std::cmp::Reverse(*load));
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// Decides one partition's share of a batch, in offset order, and enqueues
@@ -261,4 +312,59 @@ fn send_records(
         return Ok(2);
     }
     Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(n: usize) -> Vec<Input<'static>> {
+        (0..n)
+            .map(|i| Input {
+                epoch: 0,
+                offset: i as i64,
+                key: None,
+                value: b"{}",
+                timestamp: None,
+            })
+            .collect()
+    }
+
+    fn spread_sizes(sizes: &[usize], threads: usize) -> Vec<Vec<(i32, usize)>> {
+        let shares: Vec<Vec<Input<'static>>> = sizes.iter().map(|&n| inputs(n)).collect();
+        let jobs = shares
+            .iter()
+            .enumerate()
+            .map(|(p, share)| (p as i32, (), share.as_slice()))
+            .collect();
+        spread(jobs, threads)
+            .into_iter()
+            .map(|group| group.into_iter().map(|(p, (), s)| (p, s.len())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn each_partition_goes_to_exactly_one_group_and_the_groups_are_balanced() {
+        let groups = spread_sizes(&[500, 100, 400, 300, 200, 100], 3);
+        assert_eq!(groups.len(), 3);
+        let mut partitions: Vec<i32> = groups.iter().flatten().map(|(p, _)| *p).collect();
+        partitions.sort_unstable();
+        assert_eq!(partitions, vec![0, 1, 2, 3, 4, 5]);
+        let loads: Vec<usize> = groups
+            .iter()
+            .map(|g| g.iter().map(|(_, n)| n).sum())
+            .collect();
+        // 1,600 messages over 3 groups: largest first onto the lightest.
+        assert_eq!(loads, vec![600, 500, 500]);
+    }
+
+    #[test]
+    fn one_thread_takes_every_partition_and_more_threads_than_partitions_leave_none_empty() {
+        let one = spread_sizes(&[3, 7, 5], 1);
+        assert_eq!(one, vec![vec![(1, 7), (2, 5), (0, 3)]]);
+        let many = spread_sizes(&[3, 7], 8);
+        assert_eq!(many, vec![vec![(1, 7)], vec![(0, 3)]]);
+        assert!(spread_sizes(&[], 4).is_empty());
+        assert_eq!(spread_sizes(&[2], 0), vec![vec![(0, 2)]]);
+    }
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
+use std::time::Instant;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
@@ -18,6 +19,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, warn};
 
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::processor::feed::FeedLink;
 use crate::kafka::processor::partition::PartitionTable;
 use crate::kafka::sink::log_librdkafka;
@@ -59,6 +61,8 @@ pub(super) struct GroupContext {
     table: Arc<PartitionTable>,
     /// Where assigned partitions' messages are sent (the [feed](super::feed)).
     feed: FeedLink,
+    /// Client errors are logged at most once per interval.
+    logged: ErrorLogLimit,
 }
 
 impl GroupContext {
@@ -77,6 +81,7 @@ impl GroupContext {
             health,
             table,
             feed: FeedLink::default(),
+            logged: ErrorLogLimit::new(),
         }
     }
 
@@ -168,7 +173,9 @@ impl ClientContext for GroupContext {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_brokers_down(true);
         }
-        warn!(message = "Consumer error; librdkafka retries.", %error, reason);
+        if let Some(suppressed) = self.logged.admit(Instant::now()) {
+            warn!(message = "Consumer error; librdkafka retries.", %error, reason, suppressed);
+        }
     }
 
     /// Consumer lag per owned partition and broker reachability; the

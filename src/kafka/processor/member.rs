@@ -312,6 +312,7 @@ impl Member {
                 .then(|| self.table.partition_count())
                 .flatten(),
             now_ms: wall_clock_ms(),
+            decision_threads: self.config.decision_threads,
         };
         let (summary, failed) = {
             let mut active = self.table.active();

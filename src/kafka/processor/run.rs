@@ -232,7 +232,8 @@ fn log_started(config: &KafkaConfig, input_partitions: u32) {
         output = %config.output_topic,
         dlq = %config.dlq_topic,
         input_partitions,
-        restore_threads = config.restore_threads
+        restore_threads = config.restore_threads,
+        decision_threads = config.decision_threads
     );
 }
 
