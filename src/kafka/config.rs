@@ -33,13 +33,14 @@ pub const RESTORE_THREADS_DEFAULT: usize = 4;
 /// Most threads `--decision-threads` accepts.
 pub const DECISION_THREADS_MAX: usize = 256;
 
-/// The default of `--decision-threads`: the cores this process may use, one
-/// left to librdkafka's broker threads (they decompress the input and
-/// compress the decisions, about 0.6 CPU-seconds per million events at
-/// saturation), at least one. On 2 cores a batch is decided on the polling
-/// thread alone: a second deciding thread took that core from the broker
-/// threads, the load and the broker, and the processor spent about 11%
-/// more CPU for no more throughput (docs/PERFORMANCE.md).
+/// The default of `--decision-threads`: the cores this process may use (a
+/// cgroup CPU limit included), one left to librdkafka's broker threads
+/// (they decompress the input and compress the decisions: 0.8-1.0
+/// CPU-seconds per million events at saturation in `bench`), at least one.
+/// On 2 cores a batch is decided on the polling thread alone: a second
+/// deciding thread took that core from the broker threads, and the
+/// processor spent 5-13% more CPU (medians of four series) for
+/// throughput within the noise (docs/PERFORMANCE.md).
 pub fn decision_threads_default() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1).clamp(1, DECISION_THREADS_MAX)
