@@ -3,16 +3,18 @@
 //! connection resets in the middle of a stream, and a black hole of
 //! several seconds. Decisions stay exact (one per input offset, equal to
 //! an uninterrupted recomputation) and the processor recovers when each
-//! fault ends, without a restart.
+//! fault ends, without a restart, logging the client errors at most once
+//! per 10 s from each place that reports them.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use coupon_stream_core::workload::Profile;
 use support::kafka::{create_topic, produce_with, read_covering};
 use support::lifecycle::Processor;
-use support::logs::log_dir;
+use support::logs::{log_dir, log_lines};
 use support::messages::{keyed, workload};
 use support::proxy::ProxiedTansu;
 use support::recompute::{check_run, decision_source};
@@ -131,6 +133,32 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
         Duration::from_secs(60),
     );
     assert!(run.events("Processor started.").len() == 1, "no restart");
+    // Client errors librdkafka retries itself are logged at most once per
+    // 10 s by each place that logs them (a client's callbacks, the
+    // consumer's queue, the feed), with how many were left out: the resets
+    // and the black hole report several a second. (The restore threads'
+    // readers log "Reader error" each on its own, so two may log together.)
+    let mut by_place: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
+    for line in log_lines(&dir.join("faults.log")) {
+        if line.message == "Consumer error; librdkafka retries."
+            || line.message == "Producer error; librdkafka retries."
+        {
+            by_place
+                .entry((line.target, line.message))
+                .or_default()
+                .push(line.ts_ms);
+        }
+    }
+    eprintln!("client error lines (ms since the Unix epoch): {by_place:?}");
+    for ((target, message), times) in &by_place {
+        for pair in times.windows(2) {
+            assert!(
+                pair[1] - pair[0] >= 9_950,
+                "{message:?} from {target} twice within {} ms",
+                pair[1] - pair[0]
+            );
+        }
+    }
     run.terminate_within(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }

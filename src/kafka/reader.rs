@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message as _};
@@ -18,6 +19,7 @@ use thiserror::Error;
 
 use crate::kafka::config::FETCH_QUEUE_BACKOFF_MS;
 use crate::kafka::error_log::ErrorLogLimit;
+use crate::kafka::sink::log_librdkafka;
 
 /// Longest single broker call; longer waits are retried in slices so a
 /// cancel is seen.
@@ -47,6 +49,10 @@ pub struct ReaderContext {
 }
 
 impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log_librdkafka("reader", level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let end_of_partition = matches!(
             error,

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 pub struct LogLine {
     /// Milliseconds since the Unix epoch.
     pub ts_ms: i64,
+    /// The module that logged it.
+    pub target: String,
     pub message: String,
     pub fields: serde_json::Value,
 }
@@ -32,6 +34,7 @@ pub fn log_lines(log: &Path) -> Vec<LogLine> {
             let ts = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str()?).ok()?;
             Some(LogLine {
                 ts_ms: ts.timestamp_millis(),
+                target: v["target"].as_str().unwrap_or_default().to_owned(),
                 message: v["fields"]["message"].as_str()?.to_owned(),
                 fields: v["fields"].clone(),
             })

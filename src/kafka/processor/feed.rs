@@ -40,13 +40,14 @@ use std::ffi::CString;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{IsError, KafkaError, RDKafkaErrorCode};
 use tracing::warn;
 
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::processor::context::GroupContext;
 
 /// A pointer to a librdkafka queue, shared between threads.
@@ -126,6 +127,9 @@ pub(super) struct Feed {
     /// once per batch).
     read: Mutex<ReadRoom>,
     consumer: Arc<BaseConsumer<GroupContext>>,
+    /// Error messages read (a broker away), logged at most once per
+    /// interval.
+    errors_logged: ErrorLogLimit,
 }
 
 impl Feed {
@@ -149,6 +153,7 @@ impl Feed {
             consumer_queue,
             read: Mutex::new(ReadRoom(Vec::with_capacity(batch_max.max(1)))),
             consumer: Arc::clone(consumer),
+            errors_logged: ErrorLogLimit::new(),
         }
     }
 
@@ -187,7 +192,9 @@ impl Feed {
             let err = unsafe { message.as_ref().err };
             if err.is_error() {
                 let error = KafkaError::MessageConsumption(RDKafkaErrorCode::from(err));
-                warn!(message = "Consumer error; librdkafka retries.", %error, partition = fetched.partition());
+                if let Some(suppressed) = self.errors_logged.admit(Instant::now()) {
+                    warn!(message = "Consumer error; librdkafka retries.", %error, partition = fetched.partition(), suppressed);
+                }
                 continue;
             }
             each(fetched);

@@ -16,6 +16,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use tracing::{info, warn};
 
 use crate::kafka::config::{Guarantee, KafkaConfig};
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::group;
 use crate::kafka::processor::batch::{self, BatchEnv, RunSummary};
 use crate::kafka::processor::context::{GroupContext, GroupEvent};
@@ -144,6 +145,9 @@ pub(super) struct Timers {
     progress: Instant,
     invalid_warned: Throttle,
     skipped_warned: Throttle,
+    /// Errors polled from the consumer's queue (a broker away: several a
+    /// second), logged at most once per interval.
+    consumer_errors: ErrorLogLimit,
 }
 
 /// A warning about a growing total, logged at most once per
@@ -175,6 +179,7 @@ impl Timers {
             progress: now,
             invalid_warned: Throttle::default(),
             skipped_warned: Throttle::default(),
+            consumer_errors: ErrorLogLimit::new(),
         }
     }
 }
@@ -262,7 +267,9 @@ impl Member {
                 None => break,
                 Some(Ok(m)) => batch.push((self.epoch.load(Ordering::SeqCst), Received::Polled(m))),
                 Some(Err(error)) => {
-                    warn!(message = "Consumer error; librdkafka retries.", %error);
+                    if let Some(suppressed) = self.timers.consumer_errors.admit(Instant::now()) {
+                        warn!(message = "Consumer error; librdkafka retries.", %error, suppressed);
+                    }
                     break;
                 }
             }
