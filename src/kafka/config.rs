@@ -30,6 +30,7 @@ pub const RESTORE_TIMEOUT_MS_DEFAULT: u64 = 300_000;
 pub const SESSION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const TRANSACTION_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 pub const RESTORE_THREADS_DEFAULT: usize = 4;
+pub const TOPIC_WAIT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 /// Most threads `--decision-threads` accepts.
 pub const DECISION_THREADS_MAX: usize = 256;
 
@@ -45,7 +46,6 @@ pub fn decision_threads_default() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1).clamp(1, DECISION_THREADS_MAX)
 }
-pub const TOPIC_WAIT_TIMEOUT_MS_DEFAULT: u64 = 60_000;
 
 /// What a crash, restart or rebalance may do to the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

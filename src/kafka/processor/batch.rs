@@ -83,8 +83,9 @@ pub(super) fn split<'a>(batch: &'a [Polled<'_>]) -> HashMap<i32, Vec<Input<'a>>>
     by_partition
 }
 
-/// One partition's share of a batch, with its state.
-type Job<'s, 'b, 'i> = (i32, &'s mut Active, &'b [Input<'i>]);
+/// One partition's share of a batch, with `T` (its state when deciding).
+type Share<'b, 'i, T> = (i32, T, &'b [Input<'i>]);
+type Job<'s, 'b, 'i> = Share<'b, 'i, &'s mut Active>;
 
 /// Decides every active partition's share of the batch; the first error
 /// wins, after every partition had its turn.
@@ -157,17 +158,15 @@ fn run_job(
 /// Spreads the partitions' shares over `threads` groups (at least one),
 /// largest share first onto the group with the fewest messages so far, so
 /// the groups' message counts are close; the largest group comes first.
-#[allow(clippy::type_complexity)]
 fn spread<'b, 'i, T>(
-    jobs: Vec<(i32, T, &'b [Input<'i>])>,
+    mut jobs: Vec<Share<'b, 'i, T>>,
     threads: usize,
-) -> Vec<Vec<(i32, T, &'b [Input<'i>])>> {
+) -> Vec<Vec<Share<'b, 'i, T>>> {
     let threads = threads.max(1);
-    let mut jobs = jobs;
     jobs.sort_unstable_by_key(|(partition, _, inputs)| {
         (std::cmp::Reverse(inputs.len()), *partition)
     });
-    let mut groups: Vec<(usize, Vec<(i32, T, &'b [Input<'i>])>)> =
+    let mut groups: Vec<(usize, Vec<Share<'b, 'i, T>>)> =
         (0..threads).map(|_| (0, Vec::new())).collect();
     for job in jobs {
         let lightest = (0..groups.len())
