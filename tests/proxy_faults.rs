@@ -4,14 +4,15 @@
 //! several seconds. Decisions stay exact (one per input offset, equal to
 //! an uninterrupted recomputation) and the processor recovers when each
 //! fault ends, without a restart, logging the client errors at most once
-//! per 10 s from each place that reports them.
+//! per 10 s from each place that reports them. A stop while the producer's
+//! queue is full (a slow broker) loses no decision across the restart.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use coupon_stream_core::workload::Profile;
+use coupon_stream_core::workload::{Profile, Workload, WorkloadConfig};
 use support::kafka::{create_topic, produce_with, read_covering};
 use support::lifecycle::Processor;
 use support::logs::{log_dir, log_lines};
@@ -160,5 +161,81 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
         }
     }
     run.terminate_within(Duration::from_secs(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_while_the_producer_queue_is_full_loses_no_decision() {
+    let tansu = ProxiedTansu::start();
+    let brokers = tansu.brokers();
+    for topic in support::TOPICS {
+        create_topic(&brokers, topic, 1);
+    }
+    // No duplicates or invalid values in the input: every event changes
+    // the state, so one decided twice is seen (the second time as a
+    // duplicate).
+    let mut traffic = Workload::new(WorkloadConfig {
+        profile: Profile::Steady,
+        sellers: 5,
+        users: 200,
+        seed: 11,
+        duplicate_fraction: 0.0,
+        invalid_fraction: 0.0,
+    });
+    let events = keyed(&mut traffic, 400);
+    let total = events.len();
+    // One record per batch: Tansu 0.6 skips the rest of a batch when a
+    // fetch starts inside it, and the second run starts mid-input.
+    produce_with(
+        &brokers,
+        "coupon-events",
+        &events,
+        &[("batch.num.messages", "1")],
+    );
+    let dir = log_dir("proxy-full-queue");
+    // A producer queue of 5 records behind a broker 300 ms away: the input
+    // is fetched in large chunks while the decisions leave 5 at a time
+    // (400 take 48 s or more), so the processor is waiting on a full queue
+    // when it is told to stop.
+    let flags = [
+        "--commit-interval-ms",
+        "200",
+        "--drain-timeout-ms",
+        "30000",
+        "-X",
+        "queue.buffering.max.messages=5",
+    ];
+    tansu.proxy.set_latency(Duration::from_millis(300));
+    let mut first = Processor::start(&brokers, "full-queue", &dir.join("first.log"), &flags);
+    wait_for("the partition active", Duration::from_secs(120), || {
+        !first.events("Partition active.").is_empty()
+    });
+    // Placed in the 48 s it takes; the log line below checks the stop
+    // found the queue full.
+    std::thread::sleep(Duration::from_secs(5));
+    first.terminate_within(Duration::from_secs(90));
+    assert_eq!(
+        first
+            .events("Stopped while the producer queue was full.")
+            .len(),
+        1,
+        "stopped while waiting on the full queue; log: {}",
+        first.log.display()
+    );
+    tansu.proxy.set_latency(Duration::ZERO);
+
+    // The next run restores what the first made durable and decides the
+    // rest: every input offset has its decision, equal to a recomputation
+    // (a decision applied to the state but never enqueued must not be in
+    // a snapshot: the next run would find its event a duplicate).
+    let mut second = Processor::start(&brokers, "full-queue", &dir.join("second.log"), &flags);
+    check_run(
+        &brokers,
+        1,
+        total,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    );
+    second.terminate_within(Duration::from_secs(30));
     let _ = std::fs::remove_dir_all(&dir);
 }

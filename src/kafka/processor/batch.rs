@@ -252,10 +252,11 @@ fn decide_partition(
         out,
         tally,
         tracker,
+        unsent,
         ..
     } = state;
     out.clear();
-    core.process_batch(
+    let decided = core.process_batch(
         &messages,
         out,
         |i, verdict, out| -> Result<(), ProcessorError> {
@@ -276,7 +277,13 @@ fn decide_partition(
             }
             Ok(())
         },
-    )?;
+    );
+    if decided.is_err() {
+        // The core applied a decision that was not enqueued: its state is
+        // ahead of what the tracker records, so no snapshot may cover it.
+        *unsent = true;
+    }
+    decided?;
     match out_of_range {
         Some(error) => Err(error),
         None => Ok(summary),
@@ -316,6 +323,13 @@ fn send_records(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use crate::kafka::config::{Guarantee, KafkaConfig};
+    use crate::kafka::processor::partition::{Restored, Restoring};
+    use crate::ops::health::Health;
+    use coupon_stream_core::config::CoreConfig;
+    use coupon_stream_core::decision_core::DecisionCore;
 
     fn inputs(n: usize) -> Vec<Input<'static>> {
         (0..n)
@@ -340,6 +354,71 @@ mod tests {
             .into_iter()
             .map(|group| group.into_iter().map(|(p, (), s)| (p, s.len())).collect())
             .collect()
+    }
+
+    /// Decides two seller events of partition 0 with a decision producer
+    /// whose queue holds `queued` records, whose broker cannot be reached,
+    /// and which is stopping (a full queue gives up at once).
+    fn decide_two(queued: &str) -> (Result<RunSummary, ProcessorError>, Active) {
+        let mut config = KafkaConfig::new("127.0.0.1:1", Guarantee::AtLeastOnce);
+        config
+            .properties
+            .push(("queue.buffering.max.messages".into(), queued.into()));
+        let health = Arc::new(Health::default());
+        health.set_stopping();
+        let (acks, _acks) = std::sync::mpsc::channel();
+        let sink = DecisionSink::new(&config, acks, health).expect("a producer");
+        let mut state = Restoring::new(1, false).activate(Restored {
+            core: DecisionCore::new(CoreConfig::default()),
+            skip_below: -1,
+            manifest: None,
+            committed: None,
+        });
+        let values = [
+            r#"{"type":"seller","event_id":"e1","ts":1,"seller_id":"s0","daily_issue_limit":5}"#,
+            r#"{"type":"seller","event_id":"e2","ts":2,"seller_id":"s0","daily_issue_limit":6}"#,
+        ];
+        let inputs: Vec<Input<'_>> = values
+            .iter()
+            .enumerate()
+            .map(|(offset, value)| Input {
+                epoch: 1,
+                offset: offset as i64,
+                key: Some(b"s0"),
+                value: value.as_bytes(),
+                timestamp: None,
+            })
+            .collect();
+        let env = BatchEnv {
+            sink: &sink,
+            input_topic: "coupon-events",
+            partition_count: None,
+            now_ms: 0,
+            decision_threads: 1,
+        };
+        let result = decide_partition(&mut state, 0, &inputs, &env);
+        (result, state)
+    }
+
+    #[test]
+    fn decisions_enqueued_are_tracked_and_the_state_may_be_snapshotted() {
+        let (result, state) = decide_two("10");
+        assert_eq!(result.map(|s| s.messages).ok(), Some(2));
+        assert_eq!(state.next_offset(), Some(2));
+        assert!(!state.unsent);
+    }
+
+    #[test]
+    fn a_decision_that_could_not_be_enqueued_keeps_the_state_from_snapshots() {
+        let (result, state) = decide_two("1");
+        assert!(
+            matches!(result, Err(ProcessorError::Produce(_))),
+            "{result:?}"
+        );
+        // The first decision was enqueued and is tracked; the second was
+        // applied to the state and not enqueued.
+        assert_eq!(state.next_offset(), Some(1));
+        assert!(state.unsent);
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl Restoring {
             skip_below: restored.skip_below,
             manifest: restored.manifest,
             snapshot_pending: false,
+            unsent: false,
         }
     }
 
@@ -125,6 +126,10 @@ pub(super) struct Active {
     pub(super) manifest: Option<Manifest>,
     /// A snapshot of this partition is being written.
     pub(super) snapshot_pending: bool,
+    /// A decision the core applied could not be enqueued (the processor
+    /// stopped while the producer's queue was full): the state is ahead of
+    /// the tracker's offsets, and no snapshot may be taken of it.
+    pub(super) unsent: bool,
 }
 
 impl Active {

@@ -208,8 +208,12 @@ impl Member {
 }
 
 /// The offset a snapshot of `state` would cover, if one is due: its state
-/// moved since its last snapshot and everything it decided is durable.
+/// moved since its last snapshot and everything it decided is durable
+/// (and was enqueued: see [`Active::unsent`]).
 fn due(state: &Active, guarantee: Guarantee) -> Option<i64> {
+    if state.unsent {
+        return None;
+    }
     let next = state.next_offset()?;
     let durable_to = match guarantee {
         Guarantee::AtLeastOnce => state.committable()?,
@@ -322,5 +326,46 @@ fn write_snapshot(store: &SnapshotStore, job: SnapshotJob, deadline: Instant) ->
     SnapshotDone {
         partition: job.partition,
         manifest: result.ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::offsets::OffsetTracker;
+    use crate::kafka::processor::partition::{Restored, Restoring};
+    use coupon_stream_core::config::CoreConfig;
+
+    /// An active partition that decided offsets 10 to 12, all acknowledged.
+    fn decided_and_acknowledged() -> Active {
+        let mut state = Restoring::new(1, false).activate(Restored {
+            core: DecisionCore::new(CoreConfig::default()),
+            skip_below: 10,
+            manifest: None,
+            committed: Some(10),
+        });
+        let mut tracker = OffsetTracker::new(10);
+        for offset in 10..13 {
+            tracker.record(offset, 1);
+        }
+        for offset in 10..13 {
+            assert!(tracker.ack(offset));
+        }
+        state.tracker = Some(tracker);
+        state
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_everything_decided_is_acknowledged() {
+        let state = decided_and_acknowledged();
+        assert_eq!(due(&state, Guarantee::AtLeastOnce), Some(13));
+    }
+
+    #[test]
+    fn no_snapshot_covers_a_state_with_a_decision_not_enqueued() {
+        let mut state = decided_and_acknowledged();
+        state.unsent = true;
+        assert_eq!(due(&state, Guarantee::AtLeastOnce), None);
+        assert_eq!(due(&state, Guarantee::ExactlyOnce), None);
     }
 }
