@@ -1,8 +1,9 @@
 //! Deciding one polled batch: split by partition, each active partition's
 //! share decided in offset order by one thread (the partitions spread over
 //! up to `--decision-threads` scoped threads when several have input and
-//! the batch is large enough to pay for them), decisions and dead letters
-//! enqueued, tallies flushed once per batch.
+//! the batch is large enough to pay for them), its decisions held in runs
+//! of up to [`HELD_BYTES_MAX`] and each run enqueued at once with its dead
+//! letters, tallies flushed once per batch.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::member::Polled;
 use crate::kafka::processor::partition::Active;
 use crate::kafka::sink::{DeadLetter, DecisionSink, OFFSET_MAX, PARTITION_MAX};
+use crate::ops::telemetry::BatchTally;
 use coupon_stream_core::decision::Source;
 use coupon_stream_core::decision_core::{KeyCheck, Message, Verdict};
 use coupon_stream_core::reason::{Outcome, Reason};
@@ -180,6 +182,59 @@ fn spread<'b, 'i, T>(
     groups.into_iter().map(|(_, group)| group).collect()
 }
 
+/// Most bytes of decisions held before they are enqueued: a partition's
+/// share is decided in runs of up to this much, and each run's decisions
+/// are then enqueued one after the other, so that librdkafka's structures
+/// are not pushed out of the caches by the state between two records.
+const HELD_BYTES_MAX: usize = 128 * 1024;
+/// Most decisions held before they are enqueued.
+const HELD_DECISIONS_MAX: usize = 1_024;
+
+/// Decisions appended to the partition's buffer and not yet enqueued:
+/// (index in `taken`, verdict, end of its bytes in the buffer).
+struct Held<'a> {
+    decided: Vec<(usize, Verdict, usize)>,
+    summary: &'a mut RunSummary,
+    tally: &'a mut BatchTally,
+    tracker: &'a mut Option<OffsetTracker>,
+}
+
+impl Held<'_> {
+    /// Enqueues the held decisions (and dead letters) in order, records
+    /// each in the tracker and the tallies, and empties `out`. On an error
+    /// the decisions after the failed one are dropped unsent.
+    fn enqueue(
+        &mut self,
+        partition: i32,
+        taken: &[&Input<'_>],
+        out: &mut Vec<u8>,
+        env: &BatchEnv<'_>,
+    ) -> Result<(), ProcessorError> {
+        let mut start = 0;
+        let result = self.decided.iter().try_for_each(|&(i, verdict, end)| {
+            let input = taken[i];
+            let records = send_records(partition, input, &verdict, &out[start..end], env)?;
+            start = end;
+            self.tally.record(&verdict, env.now_ms);
+            if records == 2 {
+                self.tally.record_dead_letter();
+            }
+            self.tracker
+                .get_or_insert_with(|| OffsetTracker::new(input.offset))
+                .record(input.offset, records);
+            self.summary.messages += 1;
+            self.summary.coupons_issued += verdict.coupons_issued as u64;
+            if verdict.outcome == Outcome::Invalid {
+                self.summary.invalid += 1;
+            }
+            Ok(())
+        });
+        self.decided.clear();
+        out.clear();
+        result
+    }
+}
+
 /// Decides one partition's share of a batch, in offset order, and enqueues
 /// its decisions and dead letters.
 ///
@@ -256,34 +311,30 @@ fn decide_partition(
         ..
     } = state;
     out.clear();
+    let mut held = Held {
+        decided: Vec::with_capacity(inputs.len().min(HELD_DECISIONS_MAX)),
+        summary: &mut summary,
+        tally,
+        tracker,
+    };
     let decided = core.process_batch(
         &messages,
         out,
         |i, verdict, out| -> Result<(), ProcessorError> {
-            let input = taken[i];
-            let records = send_records(partition, input, &verdict, out, env)?;
-            out.clear();
-            tally.record(&verdict, env.now_ms);
-            if records == 2 {
-                tally.record_dead_letter();
-            }
-            tracker
-                .get_or_insert_with(|| OffsetTracker::new(input.offset))
-                .record(input.offset, records);
-            summary.messages += 1;
-            summary.coupons_issued += verdict.coupons_issued as u64;
-            if verdict.outcome == Outcome::Invalid {
-                summary.invalid += 1;
+            held.decided.push((i, verdict, out.len()));
+            if out.len() >= HELD_BYTES_MAX || held.decided.len() >= HELD_DECISIONS_MAX {
+                held.enqueue(partition, &taken, out, env)?;
             }
             Ok(())
         },
     );
-    if decided.is_err() {
-        // The core applied a decision that was not enqueued: its state is
+    let enqueued = decided.and_then(|()| held.enqueue(partition, &taken, out, env));
+    if enqueued.is_err() {
+        // The core applied decisions that were not enqueued: its state is
         // ahead of what the tracker records, so no snapshot may cover it.
         *unsent = true;
     }
-    decided?;
+    enqueued?;
     match out_of_range {
         Some(error) => Err(error),
         None => Ok(summary),
