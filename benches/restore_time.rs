@@ -59,8 +59,13 @@ fn main() {
     let write = t.elapsed();
 
     // As a restore thread reads it: one long-lived reader.
-    let reader =
-        PartitionReader::new(&config.brokers, "restore-time-reader", &config.properties).unwrap();
+    let reader = PartitionReader::new(
+        &config.brokers,
+        "restore-time-reader",
+        &config.properties,
+        Default::default(),
+    )
+    .unwrap();
     let runs = env("RESTORE_RUNS", if full { 3 } else { 1 });
     let (mut now_reads, mut before_reads, mut decodes) = (Vec::new(), Vec::new(), Vec::new());
     let mut manifest = None;

@@ -5,7 +5,9 @@
 //! an uninterrupted recomputation) and the processor recovers when each
 //! fault ends, without a restart, logging the client errors at most once
 //! per 10 s from each place that reports them. A stop while the producer's
-//! queue is full (a slow broker) loses no decision across the restart.
+//! queue is full (a slow broker) loses no decision across the restart; a
+//! stop during an outage writes the idle restore readers' connection
+//! failures once, not one line per reader and broker.
 
 mod support;
 
@@ -19,6 +21,7 @@ use support::logs::{log_dir, log_lines};
 use support::messages::{keyed, workload};
 use support::proxy::ProxiedTansu;
 use support::recompute::{check_run, decision_source};
+use support::tansu::Tansu;
 use support::wait_for;
 
 const PARTITIONS: i32 = 4;
@@ -139,13 +142,25 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
     // consumer's queue, the feed), with how many were left out: the resets
     // and the black hole report several a second. (The restore threads'
     // readers log "Reader error" each on its own, so two may log together.)
+    // The restore readers' own librdkafka lines of warning level or worse
+    // (connection failures), queued while the readers are idle and written
+    // at shutdown, are throttled in all: the stop comes first.
+    run.terminate_within(Duration::from_secs(10));
     let mut by_place: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
     for line in log_lines(&dir.join("faults.log")) {
+        let reader_warning = line.fields["client"] == "reader"
+            && line.fields["fac"].is_string()
+            && matches!(line.level.as_str(), "WARN" | "ERROR");
         if line.message == "Consumer error; librdkafka retries."
             || line.message == "Producer error; librdkafka retries."
         {
             by_place
                 .entry((line.target, line.message))
+                .or_default()
+                .push(line.ts_ms);
+        } else if reader_warning {
+            by_place
+                .entry(("reader".into(), "librdkafka's own lines".into()))
                 .or_default()
                 .push(line.ts_ms);
         }
@@ -160,7 +175,6 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
             );
         }
     }
-    run.terminate_within(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -237,5 +251,47 @@ fn a_stop_while_the_producer_queue_is_full_loses_no_decision() {
         Duration::from_secs(120),
     );
     second.terminate_within(Duration::from_secs(30));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_during_an_outage_logs_the_readers_failures_at_most_once() {
+    let tansu = Tansu::with_topics(2);
+    let brokers = tansu.brokers();
+    let dir = log_dir("proxy-outage");
+    let mut run = Processor::start(
+        &brokers,
+        "outage",
+        &dir.join("outage.log"),
+        &["--drain-timeout-ms", "2000"],
+    );
+    wait_for("ready", Duration::from_secs(60), || {
+        run.get("/readyz", Duration::from_secs(5))
+            .is_some_and(|r| r.status == 200)
+    });
+    // The broker goes away for good; the outage lasts while the restore
+    // readers, idle since the start, fail to reconnect (their librdkafka
+    // lines wait in their queues), then the processor is stopped.
+    drop(tansu);
+    std::thread::sleep(Duration::from_secs(5));
+    run.terminate_within(Duration::from_secs(30));
+    let lines: Vec<i64> = log_lines(&dir.join("outage.log"))
+        .into_iter()
+        .filter(|l| {
+            l.fields["client"] == "reader"
+                && l.fields["fac"].is_string()
+                && matches!(l.level.as_str(), "WARN" | "ERROR")
+        })
+        .map(|l| l.ts_ms)
+        .collect();
+    eprintln!("the readers' librdkafka warnings and errors at (ms): {lines:?}");
+    for pair in lines.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 9_950,
+            "two reader lines within {} ms; log: {}",
+            pair[1] - pair[0],
+            dir.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

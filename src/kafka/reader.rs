@@ -7,6 +7,7 @@
 //! leader and never looks the offset up (which, for a partition whose
 //! leader is not known yet, arms a fixed 500 ms timer).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
@@ -19,7 +20,7 @@ use thiserror::Error;
 
 use crate::kafka::config::FETCH_QUEUE_BACKOFF_MS;
 use crate::kafka::error_log::ErrorLogLimit;
-use crate::kafka::sink::log_librdkafka;
+use crate::kafka::sink::{log_librdkafka, log_librdkafka_counted};
 
 /// Longest single broker call; longer waits are retried in slices so a
 /// cancel is seen.
@@ -42,15 +43,29 @@ pub enum ReadError {
 
 /// The context of every reader: end-of-partition is how a read knows it
 /// is done, not an error worth a log line; statistics go to DEBUG.
-#[derive(Default)]
 pub struct ReaderContext {
     /// Client errors are logged at most once per interval.
     logged: ErrorLogLimit,
+    /// librdkafka's own lines of warning level or worse, shared by the
+    /// readers of one restore pool. An idle reader's lines wait in its
+    /// queue until it is polled again: after an outage, the readers' queued
+    /// connection failures (`fac="FAIL"`) came out together at shutdown,
+    /// 24 ERROR lines at once. Lines left out are logged at DEBUG.
+    lines: Arc<ErrorLogLimit>,
 }
 
 impl ClientContext for ReaderContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka("reader", level, fac, message);
+        if (level as i32) > RDKafkaLogLevel::Warning as i32 {
+            log_librdkafka("reader", level, fac, message);
+            return;
+        }
+        match self.lines.admit(Instant::now()) {
+            Some(suppressed) => {
+                log_librdkafka_counted("reader", level, fac, message, Some(suppressed));
+            }
+            None => log_librdkafka("reader", RDKafkaLogLevel::Debug, fac, message),
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -100,11 +115,13 @@ impl PartitionReader {
     /// A reader with the cluster's connection settings (`properties`, the
     /// users' `-X`, minus group membership), under group name `group`,
     /// which it never joins. It reads `read_committed`, as the processor's
-    /// consumer does.
+    /// consumer does. `lines` limits librdkafka's warnings and errors,
+    /// shared with the other readers of a pool (see [`ReaderContext`]).
     pub fn new(
         brokers: &str,
         group: &str,
         properties: &[(String, String)],
+        lines: Arc<ErrorLogLimit>,
     ) -> Result<PartitionReader, KafkaError> {
         let mut config = ClientConfig::new();
         config
@@ -128,7 +145,10 @@ impl PartitionReader {
             }
         }
         Ok(PartitionReader {
-            consumer: config.create_with_context(ReaderContext::default())?,
+            consumer: config.create_with_context(ReaderContext {
+                logged: ErrorLogLimit::new(),
+                lines,
+            })?,
         })
     }
 

@@ -92,14 +92,26 @@ impl ProducerContext for AckContext {
 
 /// Forwards librdkafka's log lines to `tracing`.
 pub fn log_librdkafka(client: &str, level: RDKafkaLogLevel, fac: &str, message: &str) {
+    log_librdkafka_counted(client, level, fac, message, None);
+}
+
+/// [`log_librdkafka`], with how many lines of the same client were left
+/// out since the last one (`suppressed`) when lines are throttled.
+pub fn log_librdkafka_counted(
+    client: &str,
+    level: RDKafkaLogLevel,
+    fac: &str,
+    message: &str,
+    suppressed: Option<u64>,
+) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
         | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => error!(client, fac, message),
-        RDKafkaLogLevel::Warning => warn!(client, fac, message),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(client, fac, message),
-        RDKafkaLogLevel::Debug => debug!(client, fac, message),
+        | RDKafkaLogLevel::Error => error!(client, fac, message, suppressed),
+        RDKafkaLogLevel::Warning => warn!(client, fac, message, suppressed),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => info!(client, fac, message, suppressed),
+        RDKafkaLogLevel::Debug => debug!(client, fac, message, suppressed),
     }
 }
 

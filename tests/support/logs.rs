@@ -10,6 +10,8 @@ pub struct LogLine {
     pub ts_ms: i64,
     /// The module that logged it.
     pub target: String,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
     pub message: String,
     pub fields: serde_json::Value,
 }
@@ -35,6 +37,7 @@ pub fn log_lines(log: &Path) -> Vec<LogLine> {
             Some(LogLine {
                 ts_ms: ts.timestamp_millis(),
                 target: v["target"].as_str().unwrap_or_default().to_owned(),
+                level: v["level"].as_str().unwrap_or_default().to_owned(),
                 message: v["fields"]["message"].as_str()?.to_owned(),
                 fields: v["fields"].clone(),
             })

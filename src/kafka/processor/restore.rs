@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
 use crate::kafka::config::KafkaConfig;
+use crate::kafka::error_log::ErrorLogLimit;
 use crate::kafka::processor::context::GroupContext;
 use crate::kafka::processor::error::ProcessorError;
 use crate::kafka::processor::partition::Restored;
@@ -105,12 +106,18 @@ impl RestorePool {
         });
         let mut handles = Vec::with_capacity(threads);
         let group = format!("{}-restore", config.group_id);
+        let reader_lines = Arc::new(ErrorLogLimit::new());
         for i in 0..threads.max(1) {
-            let reader = PartitionReader::new(&config.brokers, &group, &config.properties)
-                .map_err(|source| ProcessorError::Client {
-                    client: "state reader",
-                    source,
-                })?;
+            let reader = PartitionReader::new(
+                &config.brokers,
+                &group,
+                &config.properties,
+                Arc::clone(&reader_lines),
+            )
+            .map_err(|source| ProcessorError::Client {
+                client: "state reader",
+                source,
+            })?;
             let restorer = Arc::clone(&restorer);
             let done = done_tx.clone();
             let handle = std::thread::Builder::new()
