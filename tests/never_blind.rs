@@ -144,10 +144,7 @@ fn answers_at_once_while_restoring_and_stops_in_bound_during_a_restore() {
     // queried from live state (which holds no campaign c0 of this seller).
     tansu.proxy.set_latency(Duration::ZERO);
     let mut run = Processor::start(&brokers, GROUP, &dir.join("restored.log"), &flags);
-    wait_for("ready", Duration::from_secs(120), || {
-        run.get("/readyz", Duration::from_secs(5))
-            .is_some_and(|r| r.status == 200)
-    });
+    wait_for("ready", Duration::from_secs(120), || run.is_ready());
     let answer = timed_get(run.metrics_port, &query, Duration::from_secs(5)).unwrap();
     assert_eq!(answer.status, 404, "{}", answer.body);
     assert!(
@@ -195,10 +192,7 @@ fn answers_at_once_while_the_broker_is_away_and_stops_in_bound() {
             "200",
         ],
     );
-    wait_for("ready", Duration::from_secs(60), || {
-        run.get("/readyz", Duration::from_secs(5))
-            .is_some_and(|r| r.status == 200)
-    });
+    wait_for("ready", Duration::from_secs(60), || run.is_ready());
 
     // The broker goes away: nothing crosses the proxy for 30 s.
     tansu.proxy.black_hole(Duration::from_secs(30));

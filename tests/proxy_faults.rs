@@ -66,11 +66,7 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
             "5000",
         ],
     );
-    let ready = || {
-        run.get("/readyz", Duration::from_secs(5))
-            .is_some_and(|r| r.status == 200)
-    };
-    wait_for("ready", Duration::from_secs(60), ready);
+    wait_for("ready", Duration::from_secs(60), || run.is_ready());
     let mut total = 0;
 
     // Latency: 30 ms on every forwarded chunk, both ways.
@@ -126,7 +122,7 @@ fn latency_resets_and_a_black_hole_change_no_decision() {
         total,
         "after the black hole"
     );
-    wait_for("ready again", Duration::from_secs(60), ready);
+    wait_for("ready again", Duration::from_secs(60), || run.is_ready());
 
     // Exact: every decision equals the recomputation.
     check_run(
@@ -265,10 +261,7 @@ fn a_stop_during_an_outage_logs_the_readers_failures_at_most_once() {
         &dir.join("outage.log"),
         &["--drain-timeout-ms", "2000"],
     );
-    wait_for("ready", Duration::from_secs(60), || {
-        run.get("/readyz", Duration::from_secs(5))
-            .is_some_and(|r| r.status == 200)
-    });
+    wait_for("ready", Duration::from_secs(60), || run.is_ready());
     // The broker goes away for good; the outage lasts while the restore
     // readers, idle since the start, fail to reconnect (their librdkafka
     // lines wait in their queues), then the processor is stopped.

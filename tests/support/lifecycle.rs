@@ -103,6 +103,12 @@ impl Processor {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether `/readyz` answers 200 now.
+    pub fn is_ready(&self) -> bool {
+        self.get("/readyz", Duration::from_secs(5))
+            .is_some_and(|r| r.status == 200)
+    }
+
     pub fn get(&self, path: &str, timeout: Duration) -> Option<Response> {
         timed_get(self.metrics_port, path, timeout)
     }
