@@ -22,6 +22,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::kafka::offsets::OffsetTracker;
+use crate::kafka::processor::batch::HeldDecision;
 use crate::kafka::state_store::Manifest;
 use crate::ops::telemetry::BatchTally;
 use coupon_stream_core::decision_core::DecisionCore;
@@ -91,6 +92,7 @@ impl Restoring {
             tracker: None,
             committed: restored.committed.unwrap_or(-1),
             out: Vec::with_capacity(64 * 1024),
+            held: Vec::new(),
             tally: BatchTally::default(),
             skip_below: restored.skip_below,
             manifest: restored.manifest,
@@ -116,8 +118,11 @@ pub(super) struct Active {
     pub(super) tracker: Option<OffsetTracker>,
     /// Last committed offset, -1 when none is known.
     pub(super) committed: i64,
-    /// Reused buffer for one encoded decision.
+    /// The encoded decisions of a run not yet enqueued, back to back
+    /// (reused from batch to batch).
     pub(super) out: Vec<u8>,
+    /// Which decisions `out` holds (empty between batches).
+    pub(super) held: Vec<HeldDecision>,
     /// This batch's counts, flushed to the metrics after the batch.
     pub(super) tally: BatchTally,
     /// See [`Restored::skip_below`].
