@@ -189,7 +189,7 @@ fn spread<'b, 'i, T>(
 /// At saturation a partition's share of a batch (up to 5,000 decisions of
 /// about 270 bytes in `bench`) takes about three runs. Against 128 KiB
 /// (`bench --baseline`, 10 pairs a series, docs/PERFORMANCE.md): the
-/// processor's CPU per event 0.975x and 0.974x at the medians of two
+/// processor's CPU per event 0.976x and 0.974x at the medians of two
 /// series run with one binary, 0.978x plain-built and 1.002x
 /// profile-guided against the commit before; its rate 1.031x and 1.026x
 /// in the first two, 1.003x and 0.994x in the others.
